@@ -65,3 +65,8 @@ pub use cookie::{
 };
 pub use error::{Error, Result};
 pub use token::{Key, KeyRing, Purpose, SessionId, TOKEN_VERSION, Token};
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

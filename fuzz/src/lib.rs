@@ -1,0 +1,282 @@
+//! The bodies of sessiondb's fuzz targets.
+//!
+//! Each `fuzz_targets/*.rs` calls one function here, and the library's
+//! `tests/fuzz_corpus.rs` includes this same file to replay every committed
+//! corpus input on stable Rust, so a regression is caught without nightly.
+//! Every function takes raw bytes, exactly as libFuzzer hands them over.
+//!
+//! This file is also compiled as a module of an integration test, so it has
+//! no inner attributes and names only crates that both builds depend on.
+
+use arbitrary::{Arbitrary, Unstructured};
+use sessiondb::{
+    CookieConfig, HostPrefix, Key, KeyRing, MAX_SCAN_BYTES, MAX_VERIFY, Purpose, SameSite,
+    SessionId, Token, pairs,
+};
+
+/// The signing key of the fuzz targets and of their seed corpus.
+pub const FUZZ_KEY_1: [u8; 32] = [0x5a; 32];
+/// An older key that the fuzz ring still verifies with.
+pub const FUZZ_KEY_2: [u8; 32] = [0xa5; 32];
+
+fn key(bytes: &[u8; 32]) -> Key {
+    match Key::try_from(&bytes[..]) {
+        Ok(key) => key,
+        Err(e) => panic!("a 32-byte key is valid: {e}"),
+    }
+}
+
+/// Key 1 signs; key 2 verifies only.
+pub fn fuzz_ring() -> KeyRing {
+    match KeyRing::new(1, key(&FUZZ_KEY_1)).with_verifier(2, key(&FUZZ_KEY_2)) {
+        Ok(ring) => ring,
+        Err(e) => panic!("distinct key ids: {e}"),
+    }
+}
+
+/// Arbitrary bytes as the `Cookie` headers of one request (split at `\n`).
+///
+/// - `pairs` never panics and yields trimmed names and values free of `;`;
+/// - `find_session` finds a session only if the input holds that session's
+///   exact token as produced by `sign`;
+/// - a valid cookie appended in a header of its own is found, unless the
+///   input used up the scan budget or the verification budget first.
+pub fn cookie_header(data: &[u8]) {
+    let headers: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    for header in &headers {
+        let mut count = 0usize;
+        for (name, value) in pairs(header) {
+            assert!(!name.contains(&b';') && !value.contains(&b';'));
+            assert!(!name.starts_with(b" ") && !name.ends_with(b" "));
+            assert!(!name.starts_with(b"\t") && !name.ends_with(b"\t"));
+            count += 1;
+        }
+        assert!(count <= header.len());
+    }
+
+    let ring = fuzz_ring();
+    let one_key = KeyRing::new(1, key(&FUZZ_KEY_1));
+    let old_key = KeyRing::new(2, key(&FUZZ_KEY_2));
+    let cookies = CookieConfig::default();
+    if let Some(id) = cookies.find_session(&ring, headers.iter().copied()) {
+        let signed_by_1 = one_key.sign(Purpose::Session, &id);
+        let signed_by_2 = old_key.sign(Purpose::Session, &id);
+        assert!(
+            contains(data, signed_by_1.as_str().as_bytes())
+                || contains(data, signed_by_2.as_str().as_bytes()),
+            "a session was found whose token is not in the input"
+        );
+    }
+
+    let id = SessionId::from_bytes([0x11; 32]);
+    let ours = format!(
+        "{}={}",
+        cookies.name(),
+        ring.sign(Purpose::Session, &id).as_str()
+    );
+    let candidates = headers
+        .iter()
+        .flat_map(|h| pairs(h))
+        .filter(|(n, v)| *n == cookies.name().as_bytes() && v.len() == Token::LEN)
+        .count();
+    let budget_used = headers.iter().map(|h| h.len().max(1)).sum::<usize>();
+    let mut with_ours = headers.clone();
+    with_ours.push(ours.as_bytes());
+    let found = cookies.find_session(&ring, with_ours.iter().copied());
+    if candidates < MAX_VERIFY && budget_used + ours.len() <= MAX_SCAN_BYTES {
+        // An earlier candidate may verify only if the input carries a real token.
+        assert!(found.is_some(), "our own cookie was not found");
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Arbitrary bytes as a token, and as an id plus edits to a real token.
+///
+/// - only what `sign` produced verifies (differential against re-signing);
+/// - any edit of a real token fails; the wrong purpose fails.
+pub fn token(data: &[u8]) {
+    let ring = fuzz_ring();
+    let one_key = KeyRing::new(1, key(&FUZZ_KEY_1));
+    let old_key = KeyRing::new(2, key(&FUZZ_KEY_2));
+    for purpose in [Purpose::Session, Purpose::Csrf] {
+        if let Some(id) = ring.verify(purpose, data) {
+            let by_1 = one_key.sign(purpose, &id);
+            let by_2 = old_key.sign(purpose, &id);
+            assert!(
+                data == by_1.as_str().as_bytes() || data == by_2.as_str().as_bytes(),
+                "verified bytes that sign did not produce"
+            );
+        }
+    }
+
+    let Some((id_bytes, edits)) = data.split_first_chunk::<32>() else {
+        return;
+    };
+    let id = SessionId::from_bytes(*id_bytes);
+    let token = ring.sign(Purpose::Session, &id);
+    let original = token.as_str().as_bytes();
+    let mut edited = original.to_vec();
+    for edit in edits.chunks(2) {
+        match edit {
+            // An edit that removes or appends changes the length.
+            [0xff, n] => edited.truncate(usize::from(*n) % (edited.len() + 1)),
+            [0xfe, b] => edited.push(*b),
+            [pos, xor] if !edited.is_empty() => {
+                let i = usize::from(*pos) % edited.len();
+                edited[i] ^= xor;
+            }
+            _ => {}
+        }
+    }
+    let got = ring.verify(Purpose::Session, &edited);
+    if edited == original {
+        assert_eq!(got, Some(id));
+    } else {
+        assert_eq!(got, None, "an edited token verified");
+    }
+    assert_eq!(ring.verify(Purpose::Csrf, original), None);
+}
+
+/// Structured settings and neighbours for the `Set-Cookie` round trip.
+#[derive(Arbitrary, Debug)]
+pub struct SetCookieInput {
+    name: Option<String>,
+    path: Option<String>,
+    domain: Option<String>,
+    secure: bool,
+    http_only: bool,
+    same_site: u8,
+    host_prefix: u8,
+    persistent: bool,
+    id: [u8; 32],
+    expires_in_secs: u32,
+    others: Vec<(String, String)>,
+    position: u8,
+    tight: bool,
+    quoted: bool,
+    own_header: bool,
+    planted: bool,
+}
+
+/// Arbitrary bytes decoded as [`SetCookieInput`], as libFuzzer does it.
+///
+/// - a config that builds writes a `Set-Cookie` of printable ASCII whose
+///   attributes are the ones asked for, with the `__Host-` rules held;
+/// - the `name=value` it sets, placed among other cookies in a `Cookie`
+///   header as a browser would, is found again with the same session id.
+pub fn set_cookie(data: &[u8]) {
+    if let Ok(input) = SetCookieInput::arbitrary_take_rest(Unstructured::new(data)) {
+        set_cookie_round_trip(&input);
+    }
+}
+
+fn set_cookie_round_trip(input: &SetCookieInput) {
+    let mut builder = CookieConfig::builder()
+        .secure(input.secure)
+        .http_only(input.http_only)
+        .persistent(input.persistent)
+        .domain(input.domain.clone())
+        .same_site(match input.same_site % 3 {
+            0 => SameSite::Lax,
+            1 => SameSite::Strict,
+            _ => SameSite::None,
+        })
+        .host_prefix(match input.host_prefix % 3 {
+            0 => HostPrefix::Auto,
+            1 => HostPrefix::Require,
+            _ => HostPrefix::Off,
+        });
+    if let Some(name) = &input.name {
+        builder = builder.name(name.clone());
+    }
+    if let Some(path) = &input.path {
+        builder = builder.path(path.clone());
+    }
+    let Ok(cookies) = builder.build() else {
+        return;
+    };
+
+    let ring = fuzz_ring();
+    let id = SessionId::from_bytes(input.id);
+    let token = ring.sign(Purpose::Session, &id);
+    let expires = std::time::Duration::from_secs(u64::from(input.expires_in_secs));
+    let header = cookies.set_cookie(&token, expires);
+    assert!(
+        header.bytes().all(|b| (0x20..0x7f).contains(&b)),
+        "{header:?}"
+    );
+
+    let mut parts = header.split("; ");
+    let first = parts.next().unwrap_or_default();
+    assert_eq!(first, format!("{}={}", cookies.name(), token.as_str()));
+    let attrs: Vec<&str> = parts.collect();
+    let has = |a: &str| attrs.contains(&a);
+    assert_eq!(has("Secure"), input.secure);
+    assert_eq!(has("HttpOnly"), input.http_only);
+    assert_eq!(
+        attrs.iter().any(|a| a.starts_with("Max-Age=")),
+        input.persistent
+    );
+    if input.persistent {
+        assert!(has(&format!("Max-Age={}", input.expires_in_secs)));
+    }
+    if has("SameSite=None") {
+        assert!(has("Secure"));
+    }
+    if cookies.name().to_ascii_lowercase().starts_with("__host-") {
+        assert!(has("Secure") && has("Path=/"));
+        assert!(!attrs.iter().any(|a| a.starts_with("Domain=")));
+    }
+    let removal = cookies.removal();
+    assert!(removal.starts_with(&format!("{}=; Max-Age=0", cookies.name())));
+
+    // A browser's Cookie header: other well-formed cookies, ours among them.
+    let mut jar: Vec<String> = input
+        .others
+        .iter()
+        .filter_map(|(name, value)| {
+            let name: String = name.chars().filter(|c| is_token_char(*c)).collect();
+            let value: String = value.chars().filter(|c| is_cookie_octet(*c)).collect();
+            (!name.is_empty() && name != cookies.name()).then(|| format!("{name}={value}"))
+        })
+        .collect();
+    let value = if input.quoted {
+        format!("\"{}\"", token.as_str())
+    } else {
+        token.as_str().to_owned()
+    };
+    let at = usize::from(input.position) % (jar.len() + 1);
+    jar.insert(at, format!("{}={value}", cookies.name()));
+    if input.planted {
+        // A parent domain's cookie of the same name, signed by someone else.
+        let forged = "A".repeat(Token::LEN);
+        jar.insert(0, format!("{}={forged}", cookies.name()));
+    }
+    let sep = if input.tight { ";" } else { "; " };
+    let request: Vec<String> = if input.own_header {
+        let ours = jar.remove(at + usize::from(input.planted));
+        vec![jar.join(sep), ours]
+    } else {
+        vec![jar.join(sep)]
+    };
+    let total: usize = request.iter().map(|h| h.len().max(1)).sum();
+    if total <= MAX_SCAN_BYTES {
+        assert_eq!(
+            cookies.find_session(&ring, request.iter().map(|h| h.as_bytes())),
+            Some(id),
+            "{request:?}"
+        );
+    }
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// RFC 6265 `cookie-octet`.
+fn is_cookie_octet(c: char) -> bool {
+    matches!(c, '\x21' | '\x23'..='\x2b' | '\x2d'..='\x3a' | '\x3c'..='\x5b' | '\x5d'..='\x7e')
+}

@@ -2,10 +2,6 @@
 //! realistic 1 KiB `Cookie` header of 20 cookies. The `baseline` group is a
 //! plain HMAC-SHA256 over 32 bytes, measured in the same run, so the others
 //! can be quoted as ratios to it.
-#![expect(
-    clippy::expect_used,
-    reason = "fixed setup in a benchmark either works or the benchmark is meaningless"
-)]
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -1,6 +1,10 @@
 //! The crate's one error type.
 
 use std::io;
+use std::path::PathBuf;
+
+/// A boxed error from a storage backend, source kept.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong in sessiondb.
 ///
@@ -51,6 +55,126 @@ pub enum Error {
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed")]
     Rng(#[source] io::Error),
+
+    /// A setting of [`Config`](crate::Config) is out of range.
+    #[error("invalid setting `{field}`: {reason}")]
+    InvalidConfig {
+        /// Which setting.
+        field: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// Another process (or another engine in this one) holds the store.
+    #[error(
+        "the session store at {} is in use by another process (or another open engine); \
+         close that one first",
+        path.display()
+    )]
+    Locked {
+        /// The store's directory.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The directory exists but does not hold a sessiondb store.
+    #[error("{} is not a sessiondb store: {reason}", path.display())]
+    NotAStore {
+        /// The directory.
+        path: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
+
+    /// A file-system operation on the store failed.
+    #[error("I/O error on {}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The storage backend failed.
+    #[error("storage backend failed")]
+    Storage(#[source] BoxError),
+
+    /// A stored record does not decode. Other sessions are unaffected.
+    #[error("session {id_hint}: stored record is corrupt")]
+    Corrupt {
+        /// The first characters of the session's id.
+        id_hint: String,
+        /// What is wrong with it.
+        #[source]
+        source: crate::record::FormatError,
+    },
+
+    /// The session changed since this copy was loaded: load it again (or use
+    /// [`Engine::update`](crate::Engine::update), which retries).
+    #[error("session {id_hint} was changed by another request since it was loaded")]
+    Conflict {
+        /// The first characters of the session's id.
+        id_hint: String,
+    },
+
+    /// The session was destroyed or expired since it was loaded; it is not
+    /// brought back.
+    #[error("session {id_hint} no longer exists (destroyed or expired)")]
+    Gone {
+        /// The first characters of the session's id.
+        id_hint: String,
+    },
+
+    /// The encoded session exceeds the configured maximum. Nothing was
+    /// written or truncated.
+    #[error("session is {size} bytes encoded, over the limit of {limit} bytes")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// A user id that is empty or too long.
+    #[error("user id must be 1 to {max} bytes, got {len}")]
+    InvalidUser {
+        /// The offered length.
+        len: usize,
+        /// The most accepted.
+        max: usize,
+    },
+
+    /// A named value could not be encoded.
+    #[error("session value `{key}` does not encode")]
+    Encode {
+        /// The value's name.
+        key: String,
+        /// bincode's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A named value did not decode as the requested type.
+    #[error("session value `{key}` does not decode as the requested type")]
+    Decode {
+        /// The value's name.
+        key: String,
+        /// bincode's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// An earlier flush to disk failed, so the store's state on disk is
+    /// unknown: writes are refused until the engine is reopened.
+    #[error("an earlier flush failed; writes are refused until the store is reopened")]
+    Poisoned,
+
+    /// The engine was closed.
+    #[error("the engine is closed")]
+    Closed,
 }
 
 /// `Result` with this crate's [`Error`].

@@ -56,14 +56,30 @@
 //! Reading a request's `Cookie` headers is bounded work for any input: see
 //! [`MAX_SCAN_BYTES`] and [`MAX_VERIFY`].
 
+// Library code never panics on a failed Result; tests may.
+#![cfg_attr(not(test), deny(clippy::expect_used))]
+
+mod backend;
+mod clock;
+mod commit;
+mod config;
 mod cookie;
+mod engine;
 mod error;
+mod record;
+mod sweeper;
 mod token;
 
+pub use backend::memory::MemoryBackend;
+pub use backend::{Backend, BackendStats, Outcome, Violation};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Config, Durability};
 pub use cookie::{
     CookieBuilder, CookieConfig, HostPrefix, MAX_SCAN_BYTES, MAX_VERIFY, Pairs, SameSite, pairs,
 };
-pub use error::{Error, Result};
+pub use engine::{Engine, Session, SessionInfo, Stats};
+pub use error::{BoxError, Error, Result};
+pub use record::FormatError;
 pub use token::{Key, KeyRing, Purpose, SessionId, TOKEN_VERSION, Token};
 
 /// The README's examples, compiled and run as doctests so they stay true.

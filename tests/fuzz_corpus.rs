@@ -1,10 +1,6 @@
 //! Replays every committed fuzz corpus input through the code the fuzz
 //! targets run, so stable `cargo test` catches a regression of anything the
 //! fuzzer once found (crashes are added to the corpus as `regression-*`).
-#![expect(
-    clippy::expect_used,
-    reason = "fixed test setup: a failure is a test failure"
-)]
 
 use std::fs;
 use std::path::Path;

@@ -1,0 +1,189 @@
+//! The memory backend: the same trees and the same logic as sled, in
+//! process memory behind one lock. Nothing survives the process. It is the
+//! benchmark baseline and a fast double for tests.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{RwLock, RwLockWriteGuard};
+
+use super::ops::{self, Trees};
+use super::{Backend, BackendStats, Outcome, Violation, keys};
+use crate::error::{Error, Result};
+use crate::record::Meta;
+use crate::token::SessionId;
+
+#[derive(Debug, Default)]
+struct State {
+    sessions: HashMap<SessionId, Vec<u8>>,
+    expiry: BTreeSet<[u8; 40]>,
+    users: BTreeSet<Vec<u8>>,
+}
+
+/// Sessions in process memory; see the [module docs](self).
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    state: RwLock<State>,
+}
+
+impl MemoryBackend {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        // A panic while holding the lock cannot leave the trees half-changed
+        // in a way `check` would not report, so a poisoned lock is used as is.
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn atomically<R>(&self, f: impl FnOnce(&Txn<'_>) -> Result<R>) -> Result<R> {
+        let mut guard = self.write();
+        let txn = Txn(RefCell::new(&mut guard));
+        f(&txn)
+    }
+}
+
+struct Txn<'a>(RefCell<&'a mut State>);
+
+impl Trees for Txn<'_> {
+    type Error = Error;
+    type Bytes = Vec<u8>;
+
+    fn abort(e: Error) -> Error {
+        e
+    }
+    fn session(&self, id: &SessionId) -> Result<Option<Vec<u8>>> {
+        Ok(self.0.borrow().sessions.get(id).cloned())
+    }
+    fn set_session(&self, id: &SessionId, value: &[u8]) -> Result<()> {
+        self.0.borrow_mut().sessions.insert(*id, value.to_vec());
+        Ok(())
+    }
+    fn remove_session(&self, id: &SessionId) -> Result<()> {
+        self.0.borrow_mut().sessions.remove(id);
+        Ok(())
+    }
+    fn set_expiry(&self, key: [u8; 40]) -> Result<()> {
+        self.0.borrow_mut().expiry.insert(key);
+        Ok(())
+    }
+    fn remove_expiry(&self, key: [u8; 40]) -> Result<()> {
+        self.0.borrow_mut().expiry.remove(&key);
+        Ok(())
+    }
+    fn set_user(&self, key: Vec<u8>) -> Result<()> {
+        self.0.borrow_mut().users.insert(key);
+        Ok(())
+    }
+    fn remove_user(&self, key: Vec<u8>) -> Result<()> {
+        self.0.borrow_mut().users.remove(&key);
+        Ok(())
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Vec<u8>>> {
+        let state = self.read();
+        let Some(value) = state.sessions.get(id) else {
+            return Ok(None);
+        };
+        let (meta, _) = Meta::parse(value).map_err(|e| ops::corrupt(id, e))?;
+        Ok((meta.expires_at > now_ms).then(|| value.clone()))
+    }
+
+    fn put(
+        &self,
+        id: &SessionId,
+        expected: Option<u64>,
+        value: &[u8],
+        now: u64,
+    ) -> Result<Outcome> {
+        self.atomically(|t| ops::put(t, id, expected, value, now))
+    }
+
+    fn rename(
+        &self,
+        old: &SessionId,
+        expected: u64,
+        new: &SessionId,
+        value: &[u8],
+        now_ms: u64,
+    ) -> Result<Outcome> {
+        self.atomically(|t| ops::rename(t, old, expected, new, value, now_ms))
+    }
+
+    fn delete(&self, id: &SessionId) -> Result<bool> {
+        self.atomically(|t| ops::delete(t, id))
+    }
+
+    fn expired(&self, now_ms: u64, limit: usize) -> Result<Vec<SessionId>> {
+        let state = self.read();
+        Ok(state
+            .expiry
+            .iter()
+            .map_while(|k| keys::parse_expiry(k).filter(|(at, _)| *at <= now_ms))
+            .take(limit)
+            .map(|(_, id)| id)
+            .collect())
+    }
+
+    fn delete_if_expired(&self, id: &SessionId, now_ms: u64) -> Result<bool> {
+        self.atomically(|t| ops::delete_if_expired(t, id, now_ms))
+    }
+
+    fn user_sessions(&self, user: &str) -> Result<Vec<SessionId>> {
+        let prefix = keys::user_prefix(user);
+        let state = self.read();
+        Ok(state
+            .users
+            .range(prefix.clone()..)
+            .take_while(|k| k.starts_with(&prefix))
+            .filter_map(|k| keys::parse_user(k).map(|(_, id)| id))
+            .collect())
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn stats(&self, now_ms: u64) -> Result<BackendStats> {
+        let state = self.read();
+        let expired_pending = state
+            .expiry
+            .iter()
+            .take_while(|k| keys::parse_expiry(&k[..]).is_some_and(|(at, _)| at <= now_ms))
+            .count() as u64;
+        let mut users = 0u64;
+        let mut last: Option<Vec<u8>> = None;
+        for key in &state.users {
+            let prefix = key[..key.len().saturating_sub(32)].to_vec();
+            if last.as_ref() != Some(&prefix) {
+                users += 1;
+                last = Some(prefix);
+            }
+        }
+        Ok(BackendStats {
+            live_sessions: (state.sessions.len() as u64).saturating_sub(expired_pending),
+            expired_pending,
+            users,
+            bytes_on_disk: 0,
+        })
+    }
+
+    fn check(&self) -> Result<Vec<Violation>> {
+        let state = self.read();
+        Ok(ops::check(
+            state
+                .sessions
+                .iter()
+                .map(|(id, v)| (id.as_bytes().to_vec(), v.clone())),
+            state.expiry.iter().map(|k| k.to_vec()),
+            state.users.iter().cloned(),
+        ))
+    }
+}

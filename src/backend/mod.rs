@@ -1,0 +1,234 @@
+//! Where sessions are kept: a small trait, and its sled and memory
+//! implementations.
+//!
+//! The trait speaks in session ids, stored values (the format of
+//! [`record`](crate::record), whose fixed header carries the version, the
+//! expiry time and the user), versions and times. It knows nothing of sled,
+//! so a Redis backend can implement it unchanged.
+
+use std::fmt;
+
+use crate::error::Result;
+use crate::token::SessionId;
+
+pub(crate) mod memory;
+mod ops;
+pub(crate) mod sled;
+
+/// What a conditional write found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The write was applied.
+    Written,
+    /// The stored version was not the expected one (or, for a new session,
+    /// the id was taken); nothing was written.
+    Conflict,
+    /// The session does not exist, or has expired; nothing was written.
+    Missing,
+}
+
+/// Counts a backend can give cheaply enough for [`Engine::stats`](crate::Engine::stats).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendStats {
+    /// Stored sessions that have not expired.
+    pub live_sessions: u64,
+    /// Stored sessions that have expired and await the sweeper.
+    pub expired_pending: u64,
+    /// Distinct users with at least one stored session.
+    pub users: u64,
+    /// Bytes the store occupies on disk (0 for memory).
+    pub bytes_on_disk: u64,
+}
+
+/// One broken invariant found by [`Backend::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Violation {
+    /// A stored value that does not decode.
+    Corrupt {
+        /// The session's id.
+        id: SessionId,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A session without an `expiry` entry at its expiry time.
+    MissingExpiry {
+        /// The session.
+        id: SessionId,
+        /// Its expiry time, which has no entry.
+        expires_at: u64,
+    },
+    /// An `expiry` entry whose session is absent or expires at another time.
+    OrphanExpiry {
+        /// The id in the entry.
+        id: SessionId,
+        /// The time in the entry.
+        at: u64,
+    },
+    /// A session that names a user but has no `users` entry.
+    MissingUser {
+        /// The session.
+        id: SessionId,
+        /// Its user.
+        user: String,
+    },
+    /// A `users` entry whose session is absent or names another user.
+    OrphanUser {
+        /// The id in the entry.
+        id: SessionId,
+        /// The user in the entry.
+        user: String,
+    },
+    /// An index key that does not parse at all.
+    BadIndexKey {
+        /// The tree it was found in.
+        tree: &'static str,
+        /// The key's bytes.
+        key: Vec<u8>,
+    },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Corrupt { id, reason } => {
+                write!(f, "session {}: corrupt record: {reason}", id.hint())
+            }
+            Violation::MissingExpiry { id, expires_at } => write!(
+                f,
+                "session {}: no expiry entry at its expiry time {expires_at}",
+                id.hint()
+            ),
+            Violation::OrphanExpiry { id, at } => write!(
+                f,
+                "expiry entry at {at} for session {}, which is absent or expires at another time",
+                id.hint()
+            ),
+            Violation::MissingUser { id, user } => {
+                write!(f, "session {}: no users entry for user {user:?}", id.hint())
+            }
+            Violation::OrphanUser { id, user } => write!(
+                f,
+                "users entry {user:?} for session {}, which is absent or names another user",
+                id.hint()
+            ),
+            Violation::BadIndexKey { tree, key } => {
+                write!(f, "tree {tree}: malformed key of {} bytes", key.len())
+            }
+        }
+    }
+}
+
+/// A session store.
+///
+/// # Contract
+///
+/// - A session that is absent or has expired (`expires_at <= now_ms`) is
+///   `Ok(None)` to [`get`](Self::get), whether or not it has been swept.
+/// - `Err` is for system failures only (I/O, a lost connection, a stored
+///   value whose header does not parse), never for "not found".
+/// - Every method that changes a session changes its index entries (expiry,
+///   user) in the same atomic step: a crash or a concurrent reader never sees
+///   one without the other.
+/// - Versions are checked by the store itself, atomically with the write,
+///   never by a read followed by a write from the caller.
+/// - Values are in the [`record`](crate::record) format; the backend reads
+///   only their fixed header (version, expiry, user).
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// The stored value of a live session.
+    fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Vec<u8>>>;
+
+    /// Writes `value` if the stored version is `expected` (`None`: only if
+    /// no session has this id). A session that has expired counts as
+    /// missing, so an expired session is never revived by a late write.
+    fn put(
+        &self,
+        id: &SessionId,
+        expected: Option<u64>,
+        value: &[u8],
+        now_ms: u64,
+    ) -> Result<Outcome>;
+
+    /// Moves a session to a new id in one atomic step: writes `value` under
+    /// `new` and deletes `old`, if `old` is live at version `expected` and
+    /// `new` is free.
+    fn rename(
+        &self,
+        old: &SessionId,
+        expected: u64,
+        new: &SessionId,
+        value: &[u8],
+        now_ms: u64,
+    ) -> Result<Outcome>;
+
+    /// Deletes a session and its index entries; `true` if it existed.
+    fn delete(&self, id: &SessionId) -> Result<bool>;
+
+    /// Up to `limit` ids whose expiry time is `<= now_ms`, oldest first.
+    fn expired(&self, now_ms: u64, limit: usize) -> Result<Vec<SessionId>>;
+
+    /// Deletes the session if, re-read inside the same atomic step, it has
+    /// expired by `now_ms`; `true` if it was deleted.
+    fn delete_if_expired(&self, id: &SessionId, now_ms: u64) -> Result<bool>;
+
+    /// Ids of the stored sessions of `user` (expired ones may be included;
+    /// the caller re-checks).
+    fn user_sessions(&self, user: &str) -> Result<Vec<SessionId>>;
+
+    /// Makes every write that has returned durable on stable storage.
+    fn flush(&self) -> Result<()>;
+
+    /// Counts for statistics.
+    fn stats(&self, now_ms: u64) -> Result<BackendStats>;
+
+    /// Every broken invariant between sessions and their index entries.
+    fn check(&self) -> Result<Vec<Violation>>;
+}
+
+/// Keys of the index trees, shared by the backends that keep them.
+pub(crate) mod keys {
+    use crate::token::SessionId;
+
+    /// `expiry` key: expiry time u64 big-endian, then the id, so the tree
+    /// iterates in time order.
+    pub fn expiry(at: u64, id: &SessionId) -> [u8; 40] {
+        let mut k = [0u8; 40];
+        k[..8].copy_from_slice(&at.to_be_bytes());
+        k[8..].copy_from_slice(id.as_bytes());
+        k
+    }
+
+    pub fn parse_expiry(key: &[u8]) -> Option<(u64, SessionId)> {
+        let (at, id) = key.split_first_chunk::<8>()?;
+        let id: [u8; 32] = id.try_into().ok()?;
+        Some((u64::from_be_bytes(*at), SessionId::from_bytes(id)))
+    }
+
+    /// `users` key prefix: user id length u16 big-endian, then the user id.
+    pub fn user_prefix(user: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(2 + user.len() + 32);
+        // Callers limit user ids to MAX_USER_LEN, well under u16::MAX.
+        k.extend_from_slice(&(user.len() as u16).to_be_bytes());
+        k.extend_from_slice(user.as_bytes());
+        k
+    }
+
+    /// `users` key: the prefix, then the id.
+    pub fn user(user: &str, id: &SessionId) -> Vec<u8> {
+        let mut k = user_prefix(user);
+        k.extend_from_slice(id.as_bytes());
+        k
+    }
+
+    pub fn parse_user(key: &[u8]) -> Option<(String, SessionId)> {
+        let (len, rest) = key.split_first_chunk::<2>()?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        if rest.len() != len + 32 {
+            return None;
+        }
+        let (user, id) = rest.split_at(len);
+        let user = std::str::from_utf8(user).ok()?.to_owned();
+        let id: [u8; 32] = id.try_into().ok()?;
+        Some((user, SessionId::from_bytes(id)))
+    }
+}

@@ -1,0 +1,230 @@
+//! The write logic of every tree-shaped backend, written once.
+//!
+//! A backend runs each function inside one atomic step (a sled transaction,
+//! a held lock) over its three trees; the function keeps the invariants:
+//!
+//! 1. every session has exactly one `expiry` entry, at its expiry time;
+//! 2. every `expiry` and `users` entry points at a session that exists and
+//!    agrees with it;
+//! 3. a session's `users` entry exists exactly when the session names a user.
+
+use super::{Outcome, keys};
+use crate::error::Error;
+use crate::record::{FormatError, Meta};
+use crate::token::SessionId;
+
+/// The three trees, as seen from inside one atomic step.
+pub(crate) trait Trees {
+    type Error;
+    type Bytes: AsRef<[u8]>;
+    fn abort(e: Error) -> Self::Error;
+    fn session(&self, id: &SessionId) -> Result<Option<Self::Bytes>, Self::Error>;
+    fn set_session(&self, id: &SessionId, value: &[u8]) -> Result<(), Self::Error>;
+    fn remove_session(&self, id: &SessionId) -> Result<(), Self::Error>;
+    fn set_expiry(&self, key: [u8; 40]) -> Result<(), Self::Error>;
+    fn remove_expiry(&self, key: [u8; 40]) -> Result<(), Self::Error>;
+    fn set_user(&self, key: Vec<u8>) -> Result<(), Self::Error>;
+    fn remove_user(&self, key: Vec<u8>) -> Result<(), Self::Error>;
+}
+
+pub(crate) fn corrupt(id: &SessionId, source: FormatError) -> Error {
+    Error::Corrupt {
+        id_hint: id.hint(),
+        source,
+    }
+}
+
+fn meta<'a, T: Trees>(id: &SessionId, bytes: &'a [u8]) -> Result<Meta<'a>, T::Error> {
+    Meta::parse(bytes)
+        .map(|(m, _)| m)
+        .map_err(|e| T::abort(corrupt(id, e)))
+}
+
+fn index<T: Trees>(t: &T, id: &SessionId, m: &Meta<'_>) -> Result<(), T::Error> {
+    t.set_expiry(keys::expiry(m.expires_at, id))?;
+    if let Some(user) = m.user {
+        t.set_user(keys::user(user, id))?;
+    }
+    Ok(())
+}
+
+fn unindex<T: Trees>(t: &T, id: &SessionId, m: &Meta<'_>) -> Result<(), T::Error> {
+    t.remove_expiry(keys::expiry(m.expires_at, id))?;
+    if let Some(user) = m.user {
+        t.remove_user(keys::user(user, id))?;
+    }
+    Ok(())
+}
+
+/// Removes a session and its index entries.
+fn remove<T: Trees>(t: &T, id: &SessionId, m: &Meta<'_>) -> Result<(), T::Error> {
+    unindex(t, id, m)?;
+    t.remove_session(id)
+}
+
+pub(crate) fn put<T: Trees>(
+    t: &T,
+    id: &SessionId,
+    expected: Option<u64>,
+    value: &[u8],
+    now_ms: u64,
+) -> Result<Outcome, T::Error> {
+    let new = meta::<T>(id, value)?;
+    let old = t.session(id)?;
+    match (&old, expected) {
+        (None, Some(_)) => return Ok(Outcome::Missing),
+        (None, None) => {}
+        (Some(old), _) => {
+            let old = meta::<T>(id, old.as_ref())?;
+            let live = old.expires_at > now_ms;
+            match expected {
+                _ if !live && expected.is_some() => return Ok(Outcome::Missing),
+                // A new session whose id is taken by a live one: ids are
+                // 256-bit random, so this is a caller's bug, never a clash.
+                None if live => return Ok(Outcome::Conflict),
+                Some(v) if v != old.version => return Ok(Outcome::Conflict),
+                _ => unindex(t, id, &old)?,
+            }
+        }
+    }
+    t.set_session(id, value)?;
+    index(t, id, &new)?;
+    Ok(Outcome::Written)
+}
+
+pub(crate) fn rename<T: Trees>(
+    t: &T,
+    old_id: &SessionId,
+    expected: u64,
+    new_id: &SessionId,
+    value: &[u8],
+    now_ms: u64,
+) -> Result<Outcome, T::Error> {
+    let Some(old) = t.session(old_id)? else {
+        return Ok(Outcome::Missing);
+    };
+    let old = meta::<T>(old_id, old.as_ref())?;
+    if old.expires_at <= now_ms {
+        return Ok(Outcome::Missing);
+    }
+    if old.version != expected || t.session(new_id)?.is_some() {
+        return Ok(Outcome::Conflict);
+    }
+    remove(t, old_id, &old)?;
+    let new = meta::<T>(new_id, value)?;
+    t.set_session(new_id, value)?;
+    index(t, new_id, &new)?;
+    Ok(Outcome::Written)
+}
+
+pub(crate) fn delete<T: Trees>(t: &T, id: &SessionId) -> Result<bool, T::Error> {
+    let Some(old) = t.session(id)? else {
+        return Ok(false);
+    };
+    let old = meta::<T>(id, old.as_ref())?;
+    remove(t, id, &old)?;
+    Ok(true)
+}
+
+/// Deletes the session only if it is still expired when re-read here: a
+/// request may have touched it since the sweeper listed it.
+pub(crate) fn delete_if_expired<T: Trees>(
+    t: &T,
+    id: &SessionId,
+    now_ms: u64,
+) -> Result<bool, T::Error> {
+    let Some(old) = t.session(id)? else {
+        return Ok(false);
+    };
+    let old = meta::<T>(id, old.as_ref())?;
+    if old.expires_at > now_ms {
+        return Ok(false);
+    }
+    remove(t, id, &old)?;
+    Ok(true)
+}
+
+/// The check of the three invariants, over plain iterators of the trees.
+pub(crate) fn check<S, E, U>(sessions: S, expiry: E, users: U) -> Vec<super::Violation>
+where
+    S: IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    E: IntoIterator<Item = Vec<u8>>,
+    U: IntoIterator<Item = Vec<u8>>,
+{
+    use super::Violation;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let mut out = Vec::new();
+    // id -> (expires_at, user), for every session whose header parses.
+    let mut metas: BTreeMap<SessionId, (u64, Option<String>)> = BTreeMap::new();
+    for (key, value) in sessions {
+        let Ok(id) = <[u8; 32]>::try_from(key.as_slice()).map(SessionId::from_bytes) else {
+            out.push(Violation::BadIndexKey {
+                tree: "sessions",
+                key,
+            });
+            continue;
+        };
+        match crate::record::decode(&value) {
+            Ok((m, _)) => {
+                metas.insert(id, (m.expires_at, m.user.map(str::to_owned)));
+            }
+            Err(e) => out.push(Violation::Corrupt {
+                id,
+                reason: error_chain(&e),
+            }),
+        }
+    }
+    let mut expiry_seen: BTreeSet<SessionId> = BTreeSet::new();
+    for key in expiry {
+        let Some((at, id)) = keys::parse_expiry(&key) else {
+            out.push(Violation::BadIndexKey {
+                tree: "expiry",
+                key,
+            });
+            continue;
+        };
+        match metas.get(&id) {
+            Some((expires_at, _)) if *expires_at == at => {
+                expiry_seen.insert(id);
+            }
+            _ => out.push(Violation::OrphanExpiry { id, at }),
+        }
+    }
+    let mut users_seen: BTreeSet<SessionId> = BTreeSet::new();
+    for key in users {
+        let Some((user, id)) = keys::parse_user(&key) else {
+            out.push(Violation::BadIndexKey { tree: "users", key });
+            continue;
+        };
+        match metas.get(&id) {
+            Some((_, Some(u))) if *u == user => {
+                users_seen.insert(id);
+            }
+            _ => out.push(Violation::OrphanUser { id, user }),
+        }
+    }
+    for (id, (expires_at, user)) in metas {
+        if !expiry_seen.contains(&id) {
+            out.push(Violation::MissingExpiry { id, expires_at });
+        }
+        if let Some(user) = user
+            && !users_seen.contains(&id)
+        {
+            out.push(Violation::MissingUser { id, user });
+        }
+    }
+    out
+}
+
+/// An error and its sources, joined with ": ".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}

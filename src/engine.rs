@@ -1,0 +1,665 @@
+//! The engine: session policy over a backend.
+//!
+//! It holds what the backend does not: timeouts and sliding expiry, touch
+//! coalescing, size limits, version checks and retries, durability, and the
+//! sweeper thread.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::memory::MemoryBackend;
+use crate::backend::sled::{SledBackend, SledOptions};
+use crate::backend::{Backend, Outcome, Violation};
+use crate::commit::GroupCommit;
+use crate::config::{Config, Durability, Settings};
+use crate::cookie::CookieConfig;
+use crate::error::{Error, Result};
+use crate::record::{self, Body, MAX_USER_LEN};
+use crate::sweeper::Sweeper;
+use crate::token::{KeyRing, Purpose, SessionId};
+
+/// How often [`Engine::update`] retries after a conflict before giving up.
+const UPDATE_RETRIES: usize = 64;
+
+/// One session, as loaded or created. Change it, then [`Engine::save`] it.
+///
+/// A `Session` is a copy: two requests holding copies of one session cannot
+/// both save changes; the second gets [`Error::Conflict`] (see
+/// [`Engine::update`] for the retrying form).
+#[derive(Debug, Clone)]
+pub struct Session {
+    id: SessionId,
+    /// The stored version this copy was read at; `None` if never stored.
+    version: Option<u64>,
+    user: Option<String>,
+    body: Body,
+    changed: bool,
+    /// The id changed since the browser last got a cookie.
+    renewed: bool,
+}
+
+impl Session {
+    /// The session's id.
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// `true` until the session is first stored.
+    pub fn is_new(&self) -> bool {
+        self.version.is_none()
+    }
+
+    /// `true` if the session has changes not yet saved.
+    pub fn is_changed(&self) -> bool {
+        self.changed
+    }
+
+    /// `true` if the browser needs a new cookie: the session is new or its
+    /// id changed ([`Engine::regenerate`], [`Engine::login`]).
+    pub fn needs_cookie(&self) -> bool {
+        self.renewed
+    }
+
+    /// `true` if the session holds no values and no user.
+    pub fn is_empty(&self) -> bool {
+        self.body.data.is_empty() && self.user.is_none()
+    }
+
+    /// The user this session belongs to.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// When the session was created, ms since the Unix epoch.
+    pub fn created_at(&self) -> u64 {
+        self.body.created_ms
+    }
+
+    /// When the session was last seen, ms since the Unix epoch (as of the
+    /// last write; reads within the touch threshold do not move it).
+    pub fn last_seen(&self) -> u64 {
+        self.body.last_seen_ms
+    }
+
+    /// When the session expires unless seen again, ms since the Unix epoch.
+    pub fn expires_at(&self) -> u64 {
+        self.body.expires_at()
+    }
+
+    /// The value named `key`, decoded as `T`; `None` if absent.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let Some(bytes) = self.body.data.get(key) else {
+            return Ok(None);
+        };
+        record::decode_value(bytes)
+            .map(Some)
+            .map_err(|e| Error::Decode {
+                key: key.to_owned(),
+                source: Box::new(e),
+            })
+    }
+
+    /// Sets the value named `key`.
+    pub fn insert<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<()> {
+        let bytes = record::encode_value(value).map_err(|e| Error::Encode {
+            key: key.to_owned(),
+            source: Box::new(e),
+        })?;
+        if self.body.data.get(key) != Some(&bytes) {
+            self.body.data.insert(key.to_owned(), bytes);
+            self.changed = true;
+        }
+        Ok(())
+    }
+
+    /// Removes the value named `key`; `true` if it was there.
+    pub fn remove(&mut self, key: &str) -> bool {
+        let removed = self.body.data.remove(key).is_some();
+        self.changed |= removed;
+        removed
+    }
+
+    /// Reads and removes the value named `key`: a flash message, shown once.
+    /// The removal is stored by the next save.
+    pub fn take<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>> {
+        let value = self.get(key)?;
+        self.remove(key);
+        Ok(value)
+    }
+
+    /// The names of the values held.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.body.data.keys().map(String::as_str)
+    }
+
+    /// Attaches the session to a user, or detaches it. Prefer
+    /// [`Engine::login`], which also changes the id.
+    pub fn set_user(&mut self, user: Option<&str>) -> Result<()> {
+        if let Some(u) = user {
+            check_user(u)?;
+        }
+        if self.user.as_deref() != user {
+            self.user = user.map(str::to_owned);
+            self.changed = true;
+        }
+        Ok(())
+    }
+}
+
+fn check_user(user: &str) -> Result<()> {
+    if user.is_empty() || user.len() > MAX_USER_LEN {
+        return Err(Error::InvalidUser {
+            len: user.len(),
+            max: MAX_USER_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// One of a user's sessions, as listed by [`Engine::sessions_of`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session's id.
+    pub id: SessionId,
+    /// Created, ms since the Unix epoch.
+    pub created_at: u64,
+    /// Last seen, ms since the Unix epoch.
+    pub last_seen: u64,
+    /// Expires, ms since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// Numbers for operators; see [`Engine::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Stored sessions that have not expired.
+    pub live_sessions: u64,
+    /// Distinct users with a stored session.
+    pub users: u64,
+    /// Expired sessions not yet swept.
+    pub expired_pending: u64,
+    /// Bytes the store occupies on disk.
+    pub bytes_on_disk: u64,
+    /// Sessions deleted by the sweeper since open.
+    pub swept: u64,
+    /// Sweeper passes since open.
+    pub sweep_passes: u64,
+    /// Sweeper passes that failed since open.
+    pub sweep_errors: u64,
+}
+
+pub(crate) struct Inner {
+    pub backend: Box<dyn Backend>,
+    pub s: Settings,
+    commit: GroupCommit,
+    pub swept: AtomicU64,
+    pub sweep_passes: AtomicU64,
+    pub sweep_errors: AtomicU64,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("backend", &self.backend)
+            .field("durability", &self.s.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a write waits for the disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// As configured: strict mode waits for the flush.
+    AsConfigured,
+    /// Never waits (touches, sweeps): losing one is harmless, because
+    /// expiry is re-checked on every read.
+    Never,
+}
+
+impl Inner {
+    pub fn now(&self) -> u64 {
+        self.s.clock.now_ms()
+    }
+
+    /// Bookkeeping after a write: durability and the backlog bound.
+    fn after_write(&self, wait: Wait) -> Result<()> {
+        let (seq, unflushed) = self.commit.note_write();
+        let strict = self.s.durability == Durability::Strict && wait == Wait::AsConfigured;
+        if strict || unflushed >= self.s.max_unflushed_writes as u64 {
+            self.commit.wait_durable(seq, || self.backend.flush())?;
+        }
+        Ok(())
+    }
+
+    pub fn after_sweep_delete(&self) -> Result<()> {
+        self.after_write(Wait::Never)
+    }
+
+    fn encode(&self, version: u64, user: Option<&str>, body: &Body) -> Result<Vec<u8>> {
+        let bytes = record::encode(version, user, body).map_err(|e| Error::Encode {
+            key: "<record>".to_owned(),
+            source: Box::new(e),
+        })?;
+        if bytes.len() > self.s.max_session_bytes {
+            return Err(Error::TooLarge {
+                size: bytes.len(),
+                limit: self.s.max_session_bytes,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+/// An open session store; see the [crate docs](crate).
+///
+/// `Engine` is `Send + Sync`: share it (in an `Arc`) between threads.
+#[derive(Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    sweeper: Mutex<Option<Sweeper>>,
+}
+
+impl Engine {
+    /// Opens (or creates) the sled store in `dir`.
+    ///
+    /// Fails with [`Error::Locked`] at once if another process (or another
+    /// engine) holds it, [`Error::NotAStore`] if `dir` holds something else,
+    /// and [`Error::InvalidConfig`] for settings out of range.
+    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
+        let s = config.validate()?;
+        let backend = SledBackend::open(
+            dir.as_ref(),
+            SledOptions {
+                cache_capacity: s.cache_capacity,
+                flush_every_ms: Some(s.flush_every_ms),
+            },
+        )?;
+        Self::start(Box::new(backend), s)
+    }
+
+    /// An engine on the memory backend: same semantics, nothing persists.
+    pub fn memory(config: Config) -> Result<Self> {
+        Self::start(Box::new(MemoryBackend::new()), config.validate()?)
+    }
+
+    /// An engine on any backend.
+    pub fn with_backend(backend: Box<dyn Backend>, config: Config) -> Result<Self> {
+        Self::start(backend, config.validate()?)
+    }
+
+    fn start(backend: Box<dyn Backend>, s: Settings) -> Result<Self> {
+        let sweep = s.sweeper.then_some(s.sweep_interval);
+        let inner = Arc::new(Inner {
+            backend,
+            s,
+            commit: GroupCommit::default(),
+            swept: AtomicU64::new(0),
+            sweep_passes: AtomicU64::new(0),
+            sweep_errors: AtomicU64::new(0),
+        });
+        let sweeper = match sweep {
+            Some(every) => Some(Sweeper::spawn(inner.clone(), every)?),
+            None => None,
+        };
+        Ok(Self {
+            inner,
+            sweeper: Mutex::new(sweeper),
+        })
+    }
+
+    /// The session cookie's settings.
+    pub fn cookie_config(&self) -> &CookieConfig {
+        &self.inner.s.cookie
+    }
+
+    /// The key ring that signs and verifies.
+    pub fn key_ring(&self) -> &KeyRing {
+        &self.inner.s.ring
+    }
+
+    /// The id named by the request's `Cookie` headers, if a cookie verifies.
+    /// No storage is touched.
+    pub fn session_id<'h, I>(&self, cookie_headers: I) -> Option<SessionId>
+    where
+        I: IntoIterator<Item = &'h [u8]>,
+    {
+        self.inner
+            .s
+            .cookie
+            .find_session(&self.inner.s.ring, cookie_headers)
+    }
+
+    /// The live session named by the request's `Cookie` headers.
+    ///
+    /// The token is verified before any storage lookup, so a forged cookie
+    /// costs no read. `Ok(None)` for no cookie, a bad cookie, or a session
+    /// that is gone or expired.
+    pub fn load<'h, I>(&self, cookie_headers: I) -> Result<Option<Session>>
+    where
+        I: IntoIterator<Item = &'h [u8]>,
+    {
+        match self.session_id(cookie_headers) {
+            Some(id) => self.load_id(&id),
+            None => Ok(None),
+        }
+    }
+
+    /// The live session with this id.
+    ///
+    /// If its last-seen time has fallen behind by more than the touch
+    /// threshold, it is moved to now and written back (the only write a read
+    /// makes).
+    pub fn load_id(&self, id: &SessionId) -> Result<Option<Session>> {
+        let inner = &self.inner;
+        // A touch that loses a race re-reads; bounded in case of a storm.
+        for _ in 0..UPDATE_RETRIES {
+            let now = inner.now();
+            let Some(bytes) = inner.backend.get(id, now)? else {
+                return Ok(None);
+            };
+            let (meta, body) = record::decode(&bytes).map_err(|e| Error::Corrupt {
+                id_hint: id.hint(),
+                source: e,
+            })?;
+            if meta.expires_at <= now {
+                return Ok(None);
+            }
+            let mut session = Session {
+                id: *id,
+                version: Some(meta.version),
+                user: meta.user.map(str::to_owned),
+                body,
+                changed: false,
+                renewed: false,
+            };
+            if now.saturating_sub(session.body.last_seen_ms) <= inner.s.touch_ms {
+                return Ok(Some(session));
+            }
+            inner.commit.check_writable()?;
+            session.body.last_seen_ms = now;
+            let version = meta.version + 1;
+            let value = inner.encode(version, session.user.as_deref(), &session.body)?;
+            match inner.backend.put(id, Some(meta.version), &value, now)? {
+                Outcome::Written => {
+                    inner.after_write(Wait::Never)?;
+                    session.version = Some(version);
+                    return Ok(Some(session));
+                }
+                Outcome::Missing => return Ok(None),
+                Outcome::Conflict => continue,
+            }
+        }
+        Err(Error::Conflict { id_hint: id.hint() })
+    }
+
+    /// A new, empty session with a fresh id. It is stored by the first
+    /// [`save`](Self::save) that finds it holding something, so visitors that
+    /// never get a value (bots without cookies) cost no disk.
+    pub fn create(&self) -> Result<Session> {
+        let now = self.inner.now();
+        Ok(Session {
+            id: SessionId::generate()?,
+            version: None,
+            user: None,
+            body: Body {
+                created_ms: now,
+                last_seen_ms: now,
+                absolute_deadline_ms: now.saturating_add(self.inner.s.absolute_ms),
+                idle_timeout_ms: self.inner.s.idle_ms,
+                data: BTreeMap::new(),
+            },
+            changed: false,
+            renewed: true,
+        })
+    }
+
+    /// Stores the session's changes, if it has any.
+    ///
+    /// Fails with [`Error::Conflict`] if the stored session changed since
+    /// this copy was loaded, [`Error::Gone`] if it was destroyed or expired
+    /// (it is not brought back), and [`Error::TooLarge`] if it exceeds the
+    /// size limit (nothing is written or truncated). A new session that is
+    /// still empty is not written.
+    pub fn save(&self, session: &mut Session) -> Result<()> {
+        if !session.changed || (session.is_new() && session.is_empty()) {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        inner.commit.check_writable()?;
+        let now = inner.now();
+        let mut body = session.body.clone();
+        body.last_seen_ms = body.last_seen_ms.max(now);
+        let version = session.version.map_or(1, |v| v + 1);
+        let value = inner.encode(version, session.user.as_deref(), &body)?;
+        match inner
+            .backend
+            .put(&session.id, session.version, &value, now)?
+        {
+            Outcome::Written => {}
+            Outcome::Conflict => {
+                return Err(Error::Conflict {
+                    id_hint: session.id.hint(),
+                });
+            }
+            Outcome::Missing => {
+                return Err(Error::Gone {
+                    id_hint: session.id.hint(),
+                });
+            }
+        }
+        session.body = body;
+        session.version = Some(version);
+        session.changed = false;
+        inner.after_write(Wait::AsConfigured)
+    }
+
+    /// Gives the session a new id, keeping its data (and storing its pending
+    /// changes); the old id stops working in the same atomic step. Call it
+    /// whenever privileges change, at login above all, so an id planted
+    /// before login (session fixation) is worthless after it.
+    pub fn regenerate(&self, session: &mut Session) -> Result<()> {
+        let new_id = SessionId::generate()?;
+        let Some(expected) = session.version else {
+            session.id = new_id;
+            session.renewed = true;
+            return Ok(());
+        };
+        let inner = &self.inner;
+        inner.commit.check_writable()?;
+        let now = inner.now();
+        let mut body = session.body.clone();
+        body.last_seen_ms = body.last_seen_ms.max(now);
+        let version = expected + 1;
+        let value = inner.encode(version, session.user.as_deref(), &body)?;
+        let hint = session.id.hint();
+        match inner
+            .backend
+            .rename(&session.id, expected, &new_id, &value, now)?
+        {
+            Outcome::Written => {}
+            Outcome::Conflict => return Err(Error::Conflict { id_hint: hint }),
+            Outcome::Missing => return Err(Error::Gone { id_hint: hint }),
+        }
+        session.id = new_id;
+        session.body = body;
+        session.version = Some(version);
+        session.changed = false;
+        session.renewed = true;
+        inner.after_write(Wait::AsConfigured)
+    }
+
+    /// Logs `user` in: attaches the session to the user and gives it a new
+    /// id in one atomic step (see [`regenerate`](Self::regenerate)).
+    pub fn login(&self, session: &mut Session, user: &str) -> Result<()> {
+        session.set_user(Some(user))?;
+        if session.is_new() {
+            session.id = SessionId::generate()?;
+            session.renewed = true;
+            return self.save(session);
+        }
+        self.regenerate(session)
+    }
+
+    /// Deletes the session; `true` if it existed. Later saves of any copy of
+    /// it fail with [`Error::Gone`].
+    pub fn destroy(&self, session: &Session) -> Result<bool> {
+        self.destroy_id(&session.id)
+    }
+
+    /// Deletes the session with this id; `true` if it existed.
+    pub fn destroy_id(&self, id: &SessionId) -> Result<bool> {
+        self.inner.commit.check_writable()?;
+        let existed = self.inner.backend.delete(id)?;
+        if existed {
+            self.inner.after_write(Wait::AsConfigured)?;
+        }
+        Ok(existed)
+    }
+
+    /// Loads the session, applies `f`, and saves it, retrying from a fresh
+    /// load when another request changed it in between, so no update is lost.
+    /// `f` may run more than once. `Ok(None)` if the session does not exist.
+    pub fn update<R>(
+        &self,
+        id: &SessionId,
+        mut f: impl FnMut(&mut Session) -> R,
+    ) -> Result<Option<R>> {
+        for _ in 0..UPDATE_RETRIES {
+            let Some(mut session) = self.load_id(id)? else {
+                return Ok(None);
+            };
+            let out = f(&mut session);
+            match self.save(&mut session) {
+                Ok(()) => return Ok(Some(out)),
+                Err(Error::Conflict { .. }) => continue,
+                Err(Error::Gone { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict { id_hint: id.hint() })
+    }
+
+    /// The live sessions of `user`, oldest first.
+    pub fn sessions_of(&self, user: &str) -> Result<Vec<SessionInfo>> {
+        check_user(user)?;
+        let now = self.inner.now();
+        let mut out = Vec::new();
+        for id in self.inner.backend.user_sessions(user)? {
+            let Some(bytes) = self.inner.backend.get(&id, now)? else {
+                continue;
+            };
+            let (meta, body) = record::decode(&bytes).map_err(|e| Error::Corrupt {
+                id_hint: id.hint(),
+                source: e,
+            })?;
+            if meta.user != Some(user) || meta.expires_at <= now {
+                continue;
+            }
+            out.push(SessionInfo {
+                id,
+                created_at: body.created_ms,
+                last_seen: body.last_seen_ms,
+                expires_at: meta.expires_at,
+            });
+        }
+        out.sort_by_key(|i| (i.created_at, i.id));
+        Ok(out)
+    }
+
+    /// Deletes every session of `user` except `keep` ("log out everywhere
+    /// else"); returns how many were deleted.
+    pub fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<usize> {
+        check_user(user)?;
+        self.inner.commit.check_writable()?;
+        let mut n = 0;
+        for id in self.inner.backend.user_sessions(user)? {
+            if Some(&id) != keep && self.inner.backend.delete(&id)? {
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.inner.after_write(Wait::AsConfigured)?;
+        }
+        Ok(n)
+    }
+
+    /// The `Set-Cookie` value that hands this session to the browser.
+    pub fn set_cookie(&self, session: &Session) -> String {
+        let token = self.inner.s.ring.sign(Purpose::Session, &session.id);
+        let left = session.expires_at().saturating_sub(self.inner.now());
+        self.inner
+            .s
+            .cookie
+            .set_cookie(&token, std::time::Duration::from_millis(left))
+    }
+
+    /// The `Set-Cookie` value that removes the session cookie.
+    pub fn removal_cookie(&self) -> String {
+        self.inner.s.cookie.removal()
+    }
+
+    /// Counts for operators. Walks the index trees: seconds on a store of
+    /// millions, so not for every request.
+    pub fn stats(&self) -> Result<Stats> {
+        let b = self.inner.backend.stats(self.inner.now())?;
+        Ok(Stats {
+            live_sessions: b.live_sessions,
+            users: b.users,
+            expired_pending: b.expired_pending,
+            bytes_on_disk: b.bytes_on_disk,
+            swept: self.inner.swept.load(Ordering::Relaxed),
+            sweep_passes: self.inner.sweep_passes.load(Ordering::Relaxed),
+            sweep_errors: self.inner.sweep_errors.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Every broken invariant of the store (empty when sound).
+    pub fn check(&self) -> Result<Vec<Violation>> {
+        self.inner.backend.check()
+    }
+
+    /// Runs one sweeper pass now; returns how many sessions it deleted.
+    pub fn sweep_now(&self) -> Result<u64> {
+        crate::sweeper::pass(&self.inner)
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<()> {
+        let (seq, _) = self.inner.commit.note_write();
+        self.inner
+            .commit
+            .wait_durable(seq, || self.inner.backend.flush())
+    }
+
+    /// Stops the sweeper, flushes, and closes the store.
+    pub fn close(self) -> Result<()> {
+        self.stop_sweeper();
+        self.flush()
+    }
+
+    fn stop_sweeper(&self) {
+        let sweeper = self
+            .sweeper
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(s) = sweeper {
+            s.stop();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop_sweeper();
+        // Errors cannot be returned from drop; `close` reports them.
+        let _ = self.inner.backend.flush();
+    }
+}

@@ -1,0 +1,276 @@
+//! What one session holds, and its bytes on disk.
+//!
+//! # Stored value format, version 1
+//!
+//! The value of a session in the `sessions` tree (and, later, the value of a
+//! session key in Redis):
+//!
+//! ```text
+//!   offset  len  field
+//!   0       1    format version, 0x01
+//!   1       8    record version, u64 big-endian; +1 on every write
+//!   9       8    expires_at, ms since the Unix epoch, u64 big-endian
+//!   17      2    user id length n, u16 big-endian; 0 = no user
+//!   19      n    user id, UTF-8
+//!   19+n    ..   body: bincode 2 (standard config, serde) of `Body`
+//! ```
+//!
+//! The fixed header lets a backend keep its indexes (expiry, user) and check
+//! versions without decoding the body, and lets a reader drop an expired
+//! session before paying for bincode. The body holds the times and the named
+//! values; each value is itself bincode of the caller's serde type, so one
+//! value of a type the reader no longer knows does not make the whole
+//! session unreadable.
+//!
+//! A decoder meets an unknown format version, a truncated header, bad UTF-8,
+//! a body that does not decode, or trailing bytes with a [`FormatError`],
+//! never a panic; bincode's allocation limit keeps a hostile length prefix
+//! from allocating more than [`MAX_DECODE_BYTES`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Current stored-value format version.
+pub const FORMAT_VERSION: u8 = 1;
+const HEADER_LEN: usize = 19;
+/// The longest user id, in bytes.
+pub const MAX_USER_LEN: usize = 1024;
+/// Upper bound on what decoding one body may allocate.
+pub const MAX_DECODE_BYTES: usize = 64 * 1024 * 1024;
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_DECODE_BYTES>()
+}
+
+/// Why stored bytes are not a valid record.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// Shorter than the fixed header, or than the user id it announces.
+    #[error("record truncated: {len} bytes")]
+    Truncated {
+        /// Length of the bytes found.
+        len: usize,
+    },
+    /// A format version this build does not know.
+    #[error("unknown record format version {0}")]
+    UnknownVersion(u8),
+    /// The user id is not UTF-8.
+    #[error("user id is not UTF-8")]
+    BadUser,
+    /// The body did not decode.
+    #[error("record body does not decode")]
+    Body(#[source] bincode::error::DecodeError),
+    /// Bytes after the body.
+    #[error("{0} trailing bytes after the record body")]
+    Trailing(usize),
+}
+
+/// The header fields of a stored value, borrowed from its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta<'a> {
+    /// Record version: +1 on every write.
+    pub version: u64,
+    /// When the session expires, ms since the Unix epoch.
+    pub expires_at: u64,
+    /// The user the session belongs to, if any.
+    pub user: Option<&'a str>,
+}
+
+impl<'a> Meta<'a> {
+    /// Reads the header of a stored value; returns it and the body bytes.
+    pub fn parse(bytes: &'a [u8]) -> Result<(Self, &'a [u8]), FormatError> {
+        let truncated = FormatError::Truncated { len: bytes.len() };
+        let Some((header, rest)) = bytes.split_first_chunk::<HEADER_LEN>() else {
+            return match bytes.first() {
+                Some(&v) if v != FORMAT_VERSION => Err(FormatError::UnknownVersion(v)),
+                _ => Err(truncated),
+            };
+        };
+        if header[0] != FORMAT_VERSION {
+            return Err(FormatError::UnknownVersion(header[0]));
+        }
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&header[i..i + 8]);
+            u64::from_be_bytes(b)
+        };
+        let version = u64_at(1);
+        let expires_at = u64_at(9);
+        let user_len = usize::from(u16::from_be_bytes([header[17], header[18]]));
+        if rest.len() < user_len {
+            return Err(truncated);
+        }
+        let (user, body) = rest.split_at(user_len);
+        let user = match user_len {
+            0 => None,
+            _ => Some(std::str::from_utf8(user).map_err(|_| FormatError::BadUser)?),
+        };
+        Ok((
+            Meta {
+                version,
+                expires_at,
+                user,
+            },
+            body,
+        ))
+    }
+}
+
+/// The body of a record: times and named values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Body {
+    /// When the session was created, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// When the session was last seen (as of the last write).
+    pub last_seen_ms: u64,
+    /// `created_ms + absolute timeout`: the session never outlives this.
+    pub absolute_deadline_ms: u64,
+    /// The idle timeout in force for this session, in ms.
+    pub idle_timeout_ms: u64,
+    /// Named values, each bincode of the caller's serde type.
+    pub data: BTreeMap<String, Vec<u8>>,
+}
+
+impl Body {
+    /// `min(last_seen + idle, created + absolute)`.
+    pub fn expires_at(&self) -> u64 {
+        self.last_seen_ms
+            .saturating_add(self.idle_timeout_ms)
+            .min(self.absolute_deadline_ms)
+    }
+}
+
+/// Encodes a stored value. `user` must be at most [`MAX_USER_LEN`] bytes
+/// (the engine checks it before calling).
+pub fn encode(version: u64, user: Option<&str>, body: &Body) -> Result<Vec<u8>, EncodeError> {
+    let user = user.unwrap_or("");
+    let user_len = u16::try_from(user.len()).map_err(|_| EncodeError::UserTooLong)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + user.len() + 64);
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&body.expires_at().to_be_bytes());
+    out.extend_from_slice(&user_len.to_be_bytes());
+    out.extend_from_slice(user.as_bytes());
+    bincode::serde::encode_into_std_write(body, &mut out, bincode_config())
+        .map_err(EncodeError::Body)?;
+    Ok(out)
+}
+
+/// Why a record could not be encoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The user id does not fit the header.
+    #[error("user id longer than 65535 bytes")]
+    UserTooLong,
+    /// bincode refused the body.
+    #[error("record body does not encode")]
+    Body(#[source] bincode::error::EncodeError),
+}
+
+/// Decodes a stored value into its header and body.
+pub fn decode(bytes: &[u8]) -> Result<(Meta<'_>, Body), FormatError> {
+    let (meta, body) = Meta::parse(bytes)?;
+    let (decoded, used): (Body, usize) =
+        bincode::serde::decode_from_slice(body, bincode_config()).map_err(FormatError::Body)?;
+    if used != body.len() {
+        return Err(FormatError::Trailing(body.len() - used));
+    }
+    Ok((meta, decoded))
+}
+
+/// Encodes one named value (any serde type).
+pub fn encode_value<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<Vec<u8>, bincode::error::EncodeError> {
+    bincode::serde::encode_to_vec(value, bincode_config())
+}
+
+/// Decodes one named value; the whole of `bytes` must be used.
+pub fn decode_value<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, bincode::error::DecodeError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode_config())?;
+    if used != bytes.len() {
+        return Err(bincode::error::DecodeError::OtherString(format!(
+            "{} trailing bytes: the value was stored as another type",
+            bytes.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body() -> Body {
+        let mut data = BTreeMap::new();
+        data.insert("n".to_owned(), encode_value(&7u32).expect("encodes"));
+        Body {
+            created_ms: 1_000,
+            last_seen_ms: 2_000,
+            absolute_deadline_ms: 100_000,
+            idle_timeout_ms: 5_000,
+            data,
+        }
+    }
+
+    #[test]
+    fn round_trip_with_and_without_user() {
+        for user in [None, Some("alice"), Some("ünïcode")] {
+            let bytes = encode(9, user, &body()).expect("encodes");
+            let (meta, decoded) = decode(&bytes).expect("decodes");
+            assert_eq!(meta.version, 9);
+            assert_eq!(meta.expires_at, 7_000);
+            assert_eq!(meta.user, user);
+            assert_eq!(decoded, body());
+        }
+    }
+
+    #[test]
+    fn expiry_is_the_earlier_of_idle_and_absolute() {
+        let mut b = body();
+        assert_eq!(b.expires_at(), 7_000);
+        b.absolute_deadline_ms = 6_000;
+        assert_eq!(b.expires_at(), 6_000);
+        b.last_seen_ms = u64::MAX;
+        assert_eq!(b.expires_at(), 6_000);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let good = encode(1, Some("bob"), &body()).expect("encodes");
+        for len in 0..good.len() {
+            assert!(decode(&good[..len]).is_err(), "prefix of {len} bytes");
+        }
+        let mut unknown = good.clone();
+        unknown[0] = 2;
+        assert!(matches!(
+            decode(&unknown),
+            Err(FormatError::UnknownVersion(2))
+        ));
+        assert!(matches!(decode(&[7]), Err(FormatError::UnknownVersion(7))));
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(matches!(decode(&trailing), Err(FormatError::Trailing(1))));
+        let mut bad_user = good.clone();
+        bad_user[HEADER_LEN] = 0xff;
+        assert!(matches!(decode(&bad_user), Err(FormatError::BadUser)));
+        // A body claiming a huge map must fail on the limit, not allocate.
+        let mut huge = good[..HEADER_LEN + 3].to_vec();
+        huge.extend_from_slice(&[
+            1, 2, 3, 4, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+        ]);
+        assert!(decode(&huge).is_err());
+    }
+
+    #[test]
+    fn a_value_read_as_another_type_is_an_error() {
+        let bytes = encode_value(&"text").expect("encodes");
+        assert!(decode_value::<u8>(&bytes).is_err());
+        assert_eq!(decode_value::<String>(&bytes).expect("same type"), "text");
+    }
+}

@@ -27,10 +27,14 @@ pub(crate) struct Sweeper {
 impl Sweeper {
     pub fn spawn(inner: Arc<Inner>, every: Duration) -> Result<Self> {
         let (stop, stopped) = bounded::<()>(1);
+        let (started, is_started) = bounded::<()>(1);
         let ticks = tick(every);
         let handle = std::thread::Builder::new()
-            .name("sessiondb-sweeper".into())
+            // 15 bytes: Linux shows at most that much of a thread name in ps and top.
+            .name("sessiondb-sweep".into())
             .spawn(move || {
+                // The thread's name is set by now: tell `spawn` it is running.
+                let _ = started.send(());
                 loop {
                     select! {
                         recv(ticks) -> _ => {
@@ -47,6 +51,8 @@ impl Sweeper {
                 path: "<sweeper thread>".into(),
                 source: e,
             })?;
+        // Either the thread said it runs, or it is gone (sender dropped).
+        let _ = is_started.recv();
         Ok(Self { stop, handle })
     }
 

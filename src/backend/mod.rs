@@ -232,3 +232,95 @@ pub(crate) mod keys {
         Some((user, SessionId::from_bytes(id)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Body, encode};
+
+    fn value(version: u64, expires_at: u64, user: Option<&str>) -> Vec<u8> {
+        let body = Body {
+            created_ms: 0,
+            last_seen_ms: expires_at - 10,
+            absolute_deadline_ms: u64::MAX,
+            idle_timeout_ms: 10,
+            ..Body::default()
+        };
+        encode(version, user, &body).expect("encodes")
+    }
+
+    /// The races the sweeper and writers must survive, on each backend.
+    fn races(b: &dyn Backend) {
+        let id = SessionId::from_bytes([1; 32]);
+        assert_eq!(
+            b.put(&id, None, &value(1, 100, Some("u")), 0).expect("put"),
+            Outcome::Written
+        );
+        // Listed as expired at 100...
+        assert_eq!(b.expired(100, 10).expect("expired"), vec![id]);
+        // ...but touched before the sweeper deletes it: the re-read spares it.
+        assert_eq!(
+            b.put(&id, Some(1), &value(2, 200, Some("u")), 99)
+                .expect("touch"),
+            Outcome::Written
+        );
+        assert!(!b.delete_if_expired(&id, 100).expect("sweep"));
+        assert!(b.get(&id, 100).expect("get").is_some());
+        // Expired: a late write of a stale copy does not revive it.
+        assert_eq!(
+            b.put(&id, Some(2), &value(3, 300, Some("u")), 200)
+                .expect("put"),
+            Outcome::Missing
+        );
+        assert!(b.get(&id, 200).expect("get").is_none());
+        assert!(b.delete_if_expired(&id, 200).expect("sweep"));
+        assert!(b.user_sessions("u").expect("users").is_empty());
+        // Version checks and renames.
+        assert_eq!(
+            b.put(&id, None, &value(1, 500, None), 0).expect("put"),
+            Outcome::Written
+        );
+        assert_eq!(
+            b.put(&id, None, &value(1, 500, None), 0).expect("put"),
+            Outcome::Conflict
+        );
+        assert_eq!(
+            b.put(&id, Some(7), &value(8, 500, None), 0).expect("put"),
+            Outcome::Conflict
+        );
+        let new = SessionId::from_bytes([2; 32]);
+        assert_eq!(
+            b.rename(&id, 2, &new, &value(2, 500, None), 0)
+                .expect("rename"),
+            Outcome::Conflict
+        );
+        assert_eq!(
+            b.rename(&id, 1, &new, &value(2, 500, Some("v")), 0)
+                .expect("rename"),
+            Outcome::Written
+        );
+        assert_eq!(
+            b.rename(&id, 1, &new, &value(2, 500, None), 0)
+                .expect("rename"),
+            Outcome::Missing
+        );
+        assert_eq!(b.user_sessions("v").expect("users"), vec![new]);
+        assert!(b.get(&id, 0).expect("get").is_none());
+        assert!(b.check().expect("check").is_empty());
+    }
+
+    #[test]
+    fn memory_survives_the_races() {
+        races(&memory::MemoryBackend::new());
+    }
+
+    #[test]
+    fn sled_survives_the_races() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let opts = sled::SledOptions {
+            cache_capacity: 1 << 20,
+            flush_every_ms: None,
+        };
+        races(&sled::SledBackend::open(dir.path(), opts).expect("open"));
+    }
+}

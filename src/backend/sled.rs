@@ -137,20 +137,7 @@ impl SledBackend {
             });
         }
 
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(opts.cache_capacity)
-            .flush_every_ms(opts.flush_every_ms)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    Error::Locked {
-                        path: dir.to_owned(),
-                        source: Box::new(io),
-                    }
-                }
-                other => storage(other),
-            })?;
+        let db = open_sled(dir, opts)?;
         let tree = |name: &str| db.open_tree(name).map_err(storage);
         let (sessions, expiry, users) = (tree("sessions")?, tree("expiry")?, tree("users")?);
         let db_path = dir.join("db");
@@ -207,6 +194,37 @@ impl SledBackend {
                 .map_err(io_err(&dir))?;
         }
         Ok(())
+    }
+}
+
+/// Opens sled, once we hold the store's own lock.
+///
+/// sled takes its own `flock` on `DIR/db`. Holding ours means no other
+/// engine or process has the store, so if sled's lock is still taken it is
+/// a remnant of an engine of this process that just closed: sled's I/O
+/// threads let go of the file a moment after `Db` drops. Wait that out, for
+/// a bounded time.
+fn open_sled(dir: &Path, opts: SledOptions) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let result = sled::Config::new()
+            .path(dir)
+            .cache_capacity(opts.cache_capacity)
+            .flush_every_ms(opts.flush_every_ms)
+            .open();
+        match result {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Locked {
+                        path: dir.to_owned(),
+                        source: Box::new(io),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(other) => return Err(storage(other)),
+        }
     }
 }
 

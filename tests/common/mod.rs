@@ -104,3 +104,96 @@ macro_rules! on_every_backend {
         }
     };
 }
+
+/// Counters of a [`Probe`], and its fault switch.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub gets: std::sync::atomic::AtomicUsize,
+    pub writes: std::sync::atomic::AtomicUsize,
+    pub flushes: std::sync::atomic::AtomicUsize,
+    pub fail_flush: std::sync::atomic::AtomicBool,
+}
+
+/// A memory backend that counts calls and can be told to fail flushes.
+#[derive(Debug, Default)]
+pub struct Probe {
+    inner: sessiondb::MemoryBackend,
+    c: std::sync::Arc<Counters>,
+}
+
+use std::sync::atomic::Ordering::SeqCst;
+
+use sessiondb::{Backend, BackendStats, Outcome, SessionId, Violation};
+
+impl Backend for Probe {
+    fn get(&self, id: &SessionId, now: u64) -> sessiondb::Result<Option<Vec<u8>>> {
+        self.c.gets.fetch_add(1, SeqCst);
+        self.inner.get(id, now)
+    }
+    fn put(
+        &self,
+        id: &SessionId,
+        e: Option<u64>,
+        v: &[u8],
+        now: u64,
+    ) -> sessiondb::Result<Outcome> {
+        self.c.writes.fetch_add(1, SeqCst);
+        self.inner.put(id, e, v, now)
+    }
+    fn rename(
+        &self,
+        old: &SessionId,
+        e: u64,
+        new: &SessionId,
+        v: &[u8],
+        now: u64,
+    ) -> sessiondb::Result<Outcome> {
+        self.c.writes.fetch_add(1, SeqCst);
+        self.inner.rename(old, e, new, v, now)
+    }
+    fn delete(&self, id: &SessionId) -> sessiondb::Result<bool> {
+        self.c.writes.fetch_add(1, SeqCst);
+        self.inner.delete(id)
+    }
+    fn expired(&self, now: u64, limit: usize) -> sessiondb::Result<Vec<SessionId>> {
+        self.inner.expired(now, limit)
+    }
+    fn delete_if_expired(&self, id: &SessionId, now: u64) -> sessiondb::Result<bool> {
+        self.c.writes.fetch_add(1, SeqCst);
+        self.inner.delete_if_expired(id, now)
+    }
+    fn user_sessions(&self, user: &str) -> sessiondb::Result<Vec<SessionId>> {
+        self.inner.user_sessions(user)
+    }
+    fn flush(&self) -> sessiondb::Result<()> {
+        self.c.flushes.fetch_add(1, SeqCst);
+        if self.c.fail_flush.load(SeqCst) {
+            return Err(sessiondb::Error::Storage("injected flush failure".into()));
+        }
+        Ok(())
+    }
+    fn stats(&self, now: u64) -> sessiondb::Result<BackendStats> {
+        self.inner.stats(now)
+    }
+    fn check(&self) -> sessiondb::Result<Vec<Violation>> {
+        self.inner.check()
+    }
+}
+
+impl Env {
+    /// An engine on a [`Probe`], which the caller keeps to look inside.
+    pub fn probed(f: impl FnOnce(Config) -> Config) -> (Self, std::sync::Arc<Counters>) {
+        let probe = Probe::default();
+        let counters = probe.c.clone();
+        let clock = ManualClock::new(T0);
+        let engine = Engine::with_backend(Box::new(probe), f(config(&clock))).expect("open");
+        (
+            Self {
+                engine,
+                clock,
+                dir: None,
+            },
+            counters,
+        )
+    }
+}

@@ -1,0 +1,81 @@
+//! `check()` reports every broken invariant planted behind the engine's back.
+
+mod common;
+
+use sessiondb::{Engine, SessionId, Violation};
+
+#[test]
+fn check_reports_each_planted_violation() {
+    let env = common::Env::sled();
+    let a = env.stored(1);
+    let mut b = env.engine.create().expect("create");
+    env.engine.login(&mut b, "frank").expect("login");
+    let c = env.stored(3);
+    env.assert_sound();
+    let dir = env.dir.expect("sled");
+    env.engine.close().expect("close");
+
+    // Plant, straight through sled.
+    let ghost = SessionId::from_bytes([0xEE; 32]);
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        let expiry = db.open_tree("expiry").expect("tree");
+        let users = db.open_tree("users").expect("tree");
+        let sessions = db.open_tree("sessions").expect("tree");
+        // a: its expiry entry removed.
+        let mut key = a.expires_at().to_be_bytes().to_vec();
+        key.extend_from_slice(a.id().as_bytes());
+        assert!(expiry.remove(&key).expect("remove").is_some());
+        // b: its users entry removed, and one planted for a ghost.
+        let mut ukey = (5u16).to_be_bytes().to_vec();
+        ukey.extend_from_slice(b"frank");
+        let mut bkey = ukey.clone();
+        bkey.extend_from_slice(b.id().as_bytes());
+        assert!(users.remove(&bkey).expect("remove").is_some());
+        ukey.extend_from_slice(ghost.as_bytes());
+        users.insert(ukey, &[][..]).expect("insert");
+        // c: its record overwritten with garbage.
+        sessions
+            .insert(c.id().as_bytes(), &b"\x01garbage"[..])
+            .expect("insert");
+        // An expiry entry for nobody.
+        let mut orphan = 42u64.to_be_bytes().to_vec();
+        orphan.extend_from_slice(ghost.as_bytes());
+        expiry.insert(orphan, &[][..]).expect("insert");
+        db.flush().expect("flush");
+    }
+
+    let engine = Engine::open(dir.path(), common::config(&env.clock)).expect("reopen");
+    let found = engine.check().expect("check");
+    let has = |f: &dyn Fn(&Violation) -> bool| found.iter().any(f);
+    assert!(
+        has(&|v| matches!(v, Violation::MissingExpiry { id, .. } if id == a.id())),
+        "{found:#?}"
+    );
+    assert!(has(
+        &|v| matches!(v, Violation::MissingUser { id, user } if id == b.id() && user == "frank")
+    ));
+    assert!(has(
+        &|v| matches!(v, Violation::OrphanUser { id, .. } if *id == ghost)
+    ));
+    assert!(has(
+        &|v| matches!(v, Violation::Corrupt { id, .. } if id == c.id())
+    ));
+    assert!(has(
+        &|v| matches!(v, Violation::OrphanExpiry { id, at: 42 } if *id == ghost)
+    ));
+    // c's old expiry entry now points at a record whose header is unreadable.
+    assert!(has(
+        &|v| matches!(v, Violation::OrphanExpiry { id, .. } if id == c.id())
+    ));
+    assert_eq!(found.len(), 6, "{found:#?}");
+    for v in &found {
+        assert!(!v.to_string().is_empty());
+    }
+    // The damage stays local: the sound sessions still load.
+    assert!(engine.load_id(b.id()).expect("load").is_some());
+    assert!(matches!(
+        engine.load_id(c.id()),
+        Err(sessiondb::Error::Corrupt { .. })
+    ));
+}

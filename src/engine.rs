@@ -26,6 +26,8 @@ use crate::token::{KeyRing, Purpose, SessionId};
 
 /// How often [`Engine::update`] retries after a conflict before giving up.
 const UPDATE_RETRIES: usize = 64;
+/// Lock stripes for [`Engine::update`]; ids are random, so any byte spreads.
+const UPDATE_STRIPES: usize = 64;
 
 /// One session, as loaded or created. Change it, then [`Engine::save`] it.
 ///
@@ -199,6 +201,9 @@ pub(crate) struct Inner {
     pub backend: Box<dyn Backend>,
     pub s: Settings,
     commit: GroupCommit,
+    /// `update` calls on one session take turns on its stripe, so in-process
+    /// updaters never starve each other with conflicts.
+    update_locks: Vec<Mutex<()>>,
     pub swept: AtomicU64,
     pub sweep_passes: AtomicU64,
     pub sweep_errors: AtomicU64,
@@ -300,6 +305,7 @@ impl Engine {
             backend,
             s,
             commit: GroupCommit::default(),
+            update_locks: (0..UPDATE_STRIPES).map(|_| Mutex::new(())).collect(),
             swept: AtomicU64::new(0),
             sweep_passes: AtomicU64::new(0),
             sweep_errors: AtomicU64::new(0),
@@ -531,6 +537,12 @@ impl Engine {
         id: &SessionId,
         mut f: impl FnMut(&mut Session) -> R,
     ) -> Result<Option<R>> {
+        let stripe = usize::from(id.as_bytes()[0]) % UPDATE_STRIPES;
+        // The guard protects no data; a panic in another updater's closure
+        // leaves nothing to repair.
+        let _turn = self.inner.update_locks[stripe]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for _ in 0..UPDATE_RETRIES {
             let Some(mut session) = self.load_id(id)? else {
                 return Ok(None);

@@ -72,13 +72,11 @@ pub(crate) fn pass(inner: &Inner) -> Result<u64> {
     let mut deleted = 0u64;
     loop {
         let ids = inner.backend.expired(now, batch)?;
-        let mut progress = false;
-        for id in &ids {
-            if inner.backend.delete_if_expired(id, now)? {
-                deleted += 1;
-                progress = true;
-                inner.after_sweep_delete()?;
-            }
+        let n = inner.backend.delete_expired(&ids, now)?;
+        deleted += n;
+        let progress = n > 0;
+        if progress {
+            inner.after_sweep_delete()?;
         }
         // A short batch is the last; a batch that deleted nothing holds only
         // entries `check` reports, which re-reading would not change.

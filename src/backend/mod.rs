@@ -171,6 +171,17 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// expired by `now_ms`; `true` if it was deleted.
     fn delete_if_expired(&self, id: &SessionId, now_ms: u64) -> Result<bool>;
 
+    /// [`delete_if_expired`](Self::delete_if_expired) for each id; returns
+    /// how many were deleted. A backend may apply them in fewer atomic steps
+    /// (each session is still re-checked inside the step that deletes it).
+    fn delete_expired(&self, ids: &[SessionId], now_ms: u64) -> Result<u64> {
+        let mut n = 0;
+        for id in ids {
+            n += u64::from(self.delete_if_expired(id, now_ms)?);
+        }
+        Ok(n)
+    }
+
     /// Ids of the stored sessions of `user` (expired ones may be included;
     /// the caller re-checks).
     fn user_sessions(&self, user: &str) -> Result<Vec<SessionId>>;

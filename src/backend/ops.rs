@@ -100,6 +100,8 @@ pub(crate) fn rename<T: Trees>(
     value: &[u8],
     now_ms: u64,
 ) -> Result<Outcome, T::Error> {
+    // Every check before the first write: an error must leave no half-change.
+    let new = meta::<T>(new_id, value)?;
     let Some(old) = t.session(old_id)? else {
         return Ok(Outcome::Missing);
     };
@@ -111,7 +113,6 @@ pub(crate) fn rename<T: Trees>(
         return Ok(Outcome::Conflict);
     }
     remove(t, old_id, &old)?;
-    let new = meta::<T>(new_id, value)?;
     t.set_session(new_id, value)?;
     index(t, new_id, &new)?;
     Ok(Outcome::Written)

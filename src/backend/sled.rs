@@ -15,6 +15,19 @@
 //! Every change that touches more than one tree is one sled transaction over
 //! the trees it touches.
 //!
+//! # The committer
+//!
+//! In sled 0.34 every multi-tree transaction takes a process-wide write lock
+//! and writes out sled's current I/O buffer (`pwrite` + `sync_file_range`),
+//! so transactions run one at a time at the speed of the disk, and each one
+//! left unflushed adds to the cost of the next flush (measured: 1000
+//! unflushed single-session transactions took ~86 ms to flush). So writes go
+//! through one committer thread per store, `sessiondb-commit`, that takes
+//! every write waiting in its queue (up to 1024) and applies them in one
+//! transaction, each with its own outcome: one session's conflict never
+//! aborts another's write. Under concurrency the cost of a transaction is
+//! shared by everyone in the batch, as group commit shares the `fsync`.
+//!
 //! # Durability
 //!
 //! sled's `flush()` writes its buffers with `sync_file_range`, which neither
@@ -31,6 +44,7 @@ use std::sync::Mutex;
 
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional as _, TransactionalTree,
+    UnabortableTransactionError,
 };
 
 use super::ops::{self, Trees};
@@ -59,6 +73,9 @@ pub struct SledBackend {
     users: sled::Tree,
     /// `DIR/db`, opened by us for `fdatasync`.
     db_file: File,
+    /// Queue to the committer thread; `None` once stopped.
+    commit: Option<crossbeam_channel::Sender<Request>>,
+    committer: Option<std::thread::JoinHandle<()>>,
     /// Held for the life of the backend: its `flock` is the store's lock.
     _marker: File,
     /// Blob files already synced, by name.
@@ -142,6 +159,12 @@ impl SledBackend {
         let (sessions, expiry, users) = (tree("sessions")?, tree("expiry")?, tree("users")?);
         let db_path = dir.join("db");
         let db_file = File::open(&db_path).map_err(io_err(&db_path))?;
+        let (commit, queue) = crossbeam_channel::unbounded::<Request>();
+        let trees = (sessions.clone(), expiry.clone(), users.clone());
+        let committer = std::thread::Builder::new()
+            .name("sessiondb-commit".into())
+            .spawn(move || run_committer(&trees, &queue))
+            .map_err(io_err(dir))?;
         Ok(Self {
             path: dir.to_owned(),
             db,
@@ -149,21 +172,35 @@ impl SledBackend {
             expiry,
             users,
             db_file,
+            commit: Some(commit),
+            committer: Some(committer),
             _marker: marker,
             synced_blobs: Mutex::default(),
         })
     }
 
-    fn atomically<R>(
-        &self,
-        f: impl Fn(&Txn<'_>) -> std::result::Result<R, ConflictableTransactionError<Error>>,
-    ) -> Result<R> {
-        (&self.sessions, &self.expiry, &self.users)
-            .transaction(|(s, e, u)| f(&Txn { s, e, u }))
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => storage(e),
-            })
+    /// Hands writes to the committer and waits for their outcomes, in order.
+    /// Submitting several at once lets them share one transaction.
+    fn submit(&self, ops: Vec<WriteOp>) -> Result<Vec<Done>> {
+        let Some(commit) = &self.commit else {
+            return Err(Error::Closed);
+        };
+        let mut waiting = Vec::with_capacity(ops.len());
+        for op in ops {
+            let (reply, answer) = crossbeam_channel::bounded(1);
+            commit
+                .send(Request { op, reply })
+                .map_err(|_| committer_gone())?;
+            waiting.push(answer);
+        }
+        waiting
+            .into_iter()
+            .map(|answer| answer.recv().map_err(|_| committer_gone())?)
+            .collect()
+    }
+
+    fn submit_one(&self, op: WriteOp) -> Result<Done> {
+        self.submit(vec![op])?.pop().ok_or_else(committer_gone)
     }
 
     fn sync_blobs(&self) -> Result<()> {
@@ -234,14 +271,25 @@ struct Txn<'a> {
     u: &'a TransactionalTree,
 }
 
-type TxError = ConflictableTransactionError<Error>;
+/// Inside a batch: a storage failure ends the whole transaction; an error
+/// of one operation (a corrupt record) ends only that operation.
+enum TxError {
+    Storage(UnabortableTransactionError),
+    Op(Error),
+}
+
+impl From<UnabortableTransactionError> for TxError {
+    fn from(e: UnabortableTransactionError) -> Self {
+        TxError::Storage(e)
+    }
+}
 
 impl Trees for Txn<'_> {
     type Error = TxError;
     type Bytes = sled::IVec;
 
     fn abort(e: Error) -> TxError {
-        ConflictableTransactionError::Abort(e)
+        TxError::Op(e)
     }
     fn session(&self, id: &SessionId) -> std::result::Result<Option<sled::IVec>, TxError> {
         Ok(self.s.get(id.as_bytes())?)
@@ -288,7 +336,13 @@ impl Backend for SledBackend {
         value: &[u8],
         now: u64,
     ) -> Result<Outcome> {
-        self.atomically(|t| ops::put(t, id, expected, value, now))
+        self.submit_one(WriteOp::Put {
+            id: *id,
+            expected,
+            value: value.to_vec(),
+            now,
+        })?
+        .outcome()
     }
 
     fn rename(
@@ -299,11 +353,18 @@ impl Backend for SledBackend {
         value: &[u8],
         now_ms: u64,
     ) -> Result<Outcome> {
-        self.atomically(|t| ops::rename(t, old, expected, new, value, now_ms))
+        self.submit_one(WriteOp::Rename {
+            old: *old,
+            expected,
+            new: *new,
+            value: value.to_vec(),
+            now: now_ms,
+        })?
+        .outcome()
     }
 
     fn delete(&self, id: &SessionId) -> Result<bool> {
-        self.atomically(|t| ops::delete(t, id))
+        self.submit_one(WriteOp::Delete { id: *id })?.deleted()
     }
 
     fn expired(&self, now_ms: u64, limit: usize) -> Result<Vec<SessionId>> {
@@ -320,7 +381,26 @@ impl Backend for SledBackend {
     }
 
     fn delete_if_expired(&self, id: &SessionId, now_ms: u64) -> Result<bool> {
-        self.atomically(|t| ops::delete_if_expired(t, id, now_ms))
+        self.submit_one(WriteOp::DeleteIfExpired {
+            id: *id,
+            now: now_ms,
+        })?
+        .deleted()
+    }
+
+    fn delete_expired(&self, ids: &[SessionId], now_ms: u64) -> Result<u64> {
+        let ops = ids
+            .iter()
+            .map(|id| WriteOp::DeleteIfExpired {
+                id: *id,
+                now: now_ms,
+            })
+            .collect();
+        let mut n = 0;
+        for done in self.submit(ops)? {
+            n += u64::from(done.deleted()?);
+        }
+        Ok(n)
     }
 
     fn user_sessions(&self, user: &str) -> Result<Vec<SessionId>> {
@@ -373,5 +453,145 @@ impl Backend for SledBackend {
         let expiry = all(&self.expiry)?.into_iter().map(|(k, _)| k);
         let users = all(&self.users)?.into_iter().map(|(k, _)| k);
         Ok(ops::check(sessions, expiry, users))
+    }
+}
+
+impl Drop for SledBackend {
+    fn drop(&mut self) {
+        // Closing the queue ends the committer once it has drained it.
+        self.commit = None;
+        if let Some(handle) = self.committer.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// One write, as queued for the committer.
+enum WriteOp {
+    Put {
+        id: SessionId,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        now: u64,
+    },
+    Rename {
+        old: SessionId,
+        expected: u64,
+        new: SessionId,
+        value: Vec<u8>,
+        now: u64,
+    },
+    Delete {
+        id: SessionId,
+    },
+    DeleteIfExpired {
+        id: SessionId,
+        now: u64,
+    },
+}
+
+/// A write's result.
+enum Done {
+    Outcome(Outcome),
+    Deleted(bool),
+}
+
+impl Done {
+    fn outcome(self) -> Result<Outcome> {
+        match self {
+            Done::Outcome(o) => Ok(o),
+            Done::Deleted(_) => Err(committer_gone()),
+        }
+    }
+
+    fn deleted(self) -> Result<bool> {
+        match self {
+            Done::Deleted(d) => Ok(d),
+            Done::Outcome(_) => Err(committer_gone()),
+        }
+    }
+}
+
+struct Request {
+    op: WriteOp,
+    reply: crossbeam_channel::Sender<Result<Done>>,
+}
+
+fn committer_gone() -> Error {
+    Error::Storage("the sessiondb-commit thread is gone".into())
+}
+
+/// The most writes one transaction takes: bounds how long a batch holds
+/// sled's global lock (and so how long readers can wait behind it).
+const MAX_BATCH: usize = 1024;
+
+fn run_committer(
+    (sessions, expiry, users): &(sled::Tree, sled::Tree, sled::Tree),
+    queue: &crossbeam_channel::Receiver<Request>,
+) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        // sled may run this closure more than once; it computes every
+        // outcome afresh each time.
+        let result = (sessions, expiry, users).transaction(|(s, e, u)| {
+            let t = Txn { s, e, u };
+            let mut out = Vec::with_capacity(batch.len());
+            for request in &batch {
+                out.push(apply(&t, &request.op)?);
+            }
+            Ok::<_, ConflictableTransactionError<()>>(out)
+        });
+        match result {
+            Ok(outcomes) => {
+                for (request, outcome) in batch.iter().zip(outcomes) {
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                let e = match e {
+                    TransactionError::Storage(e) => e,
+                    TransactionError::Abort(()) => {
+                        sled::Error::ReportableBug("sessiondb batch aborted".into())
+                    }
+                };
+                for request in &batch {
+                    let _ = request.reply.send(Err(storage(e.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies one write inside the batch's transaction.
+fn apply(t: &Txn<'_>, op: &WriteOp) -> Result<Result<Done>, UnabortableTransactionError> {
+    let result = match op {
+        WriteOp::Put {
+            id,
+            expected,
+            value,
+            now,
+        } => ops::put(t, id, *expected, value, *now).map(Done::Outcome),
+        WriteOp::Rename {
+            old,
+            expected,
+            new,
+            value,
+            now,
+        } => ops::rename(t, old, *expected, new, value, *now).map(Done::Outcome),
+        WriteOp::Delete { id } => ops::delete(t, id).map(Done::Deleted),
+        WriteOp::DeleteIfExpired { id, now } => {
+            ops::delete_if_expired(t, id, *now).map(Done::Deleted)
+        }
+    };
+    match result {
+        Ok(done) => Ok(Ok(done)),
+        Err(TxError::Op(e)) => Ok(Err(e)),
+        Err(TxError::Storage(e)) => Err(e),
     }
 }

@@ -67,7 +67,7 @@ impl<'a> Iterator for Pairs<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.rest.is_empty() {
-            let (piece, rest) = match self.rest.iter().position(|&b| b == b';') {
+            let (piece, rest) = match memchr::memchr(b';', self.rest) {
                 Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
                 None => (self.rest, &b""[..]),
             };
@@ -76,7 +76,7 @@ impl<'a> Iterator for Pairs<'a> {
             if piece.is_empty() {
                 continue;
             }
-            return Some(match piece.iter().position(|&b| b == b'=') {
+            return Some(match memchr::memchr(b'=', piece) {
                 Some(i) => (trim(&piece[..i]), unquote(trim(&piece[i + 1..]))),
                 None => (&b""[..], unquote(piece)),
             });

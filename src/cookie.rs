@@ -371,7 +371,9 @@ impl CookieConfig {
     /// against `ring`, or `None`.
     ///
     /// `headers` are the raw values of every `Cookie` header of the request,
-    /// in order. See the [module docs](self) for the bounds on the work.
+    /// in order. At most [`MAX_SCAN_BYTES`] bytes are looked at and at most
+    /// [`MAX_VERIFY`] candidates verified; a name may appear several times,
+    /// and the first candidate that verifies wins.
     pub fn find_session<'h, I>(&self, ring: &KeyRing, headers: I) -> Option<SessionId>
     where
         I: IntoIterator<Item = &'h [u8]>,

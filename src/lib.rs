@@ -4,57 +4,118 @@
 //! server-side sessions there: no Redis, no memcached, no database server.
 //! The browser holds only a signed token naming its session.
 //!
-//! # Status
-//!
-//! This release holds the layer that faces the network first: session ids,
-//! signing keys, the signed token, and the `Cookie` / `Set-Cookie` codec. The
-//! storage engine (sled trees, sweeper, durability) builds on it next.
-//!
 //! # Quick start
 //!
 //! ```
-//! use std::time::Duration;
-//! use sessiondb::{CookieConfig, Key, KeyRing, Purpose, SessionId};
+//! use sessiondb::{Config, Engine, Key, KeyRing};
 //!
 //! # fn main() -> sessiondb::Result<()> {
-//! // One key signs; keep it secret and stable across restarts.
+//! # let dir = tempfile::tempdir().map_err(|e| sessiondb::Error::Io { path: "tmp".into(), source: e })?;
+//! // Keep the key secret and stable across restarts (at least 32 bytes).
 //! let ring = KeyRing::new(1, Key::generate()?);
-//! let cookies = CookieConfig::default();
+//! let engine = Engine::open(dir.path(), Config::new(ring))?;
 //!
-//! // A new session: a random id, signed into a token, sent as a cookie.
-//! let id = SessionId::generate()?;
-//! let token = ring.sign(Purpose::Session, &id);
-//! let set_cookie = cookies.set_cookie(&token, Duration::from_secs(30 * 60));
-//! assert!(set_cookie.starts_with("__Host-sessiondb="));
-//! assert!(set_cookie.contains("; HttpOnly"));
+//! // A request without a session: make one, log the user in.
+//! let mut session = engine.create()?;
+//! session.insert("cart", &vec!["book"])?;
+//! engine.login(&mut session, "alice")?; // new id, user attached, stored
+//! let set_cookie = engine.set_cookie(&session); // send as Set-Cookie
 //!
-//! // The next request: find and verify the session cookie.
-//! let header = format!("theme=dark; {}", set_cookie.split(';').next().unwrap_or(""));
-//! assert_eq!(cookies.find_session(&ring, [header.as_bytes()]), Some(id));
+//! // The next request: the raw value of every Cookie header.
+//! let cookie = set_cookie.split(';').next().unwrap_or_default();
+//! let mut session = engine.load([cookie.as_bytes()])?.expect("logged in");
+//! assert_eq!(session.user(), Some("alice"));
+//! session.insert("visits", &1u32)?;
+//! engine.save(&mut session)?;
 //!
-//! // A forged or tampered cookie is simply "no session".
-//! assert_eq!(cookies.find_session(&ring, [&b"__Host-sessiondb=forged"[..]]), None);
+//! // Logout: destroy, and send the removal cookie.
+//! engine.destroy(&session)?;
+//! let _clear = engine.removal_cookie();
+//! engine.close()?;
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! # Tokens
+//! # What it does
 //!
-//! A token is 92 base64url characters: a format version, the id of the key
-//! that signed it, the 32-byte session id, and an HMAC-SHA256 tag over all
-//! three and the token's [`Purpose`]. Verification is constant-time and needs
-//! no storage, so a forged cookie costs one HMAC at most and never a disk
-//! read. A [`KeyRing`] signs with its newest key and verifies with older ones
-//! until they are removed. The byte layout is documented in the `token`
-//! module's source.
+//! - **Signed tokens.** The cookie holds 92 base64url characters: a format
+//!   version, the id of the key that signed, the 32-byte session id (OS
+//!   CSPRNG), and an HMAC-SHA256 tag over all three and the token's
+//!   [`Purpose`]. Verification is constant-time and needs no storage, so a
+//!   forged cookie costs one HMAC at most and never a disk read. A
+//!   [`KeyRing`] signs with its newest key and verifies with older ones.
+//! - **Cookies.** [`CookieConfig`] is safe by default: `HttpOnly`, `Secure`,
+//!   `SameSite=Lax`, `Path=/`, and the `__Host-` prefix whenever its rules
+//!   allow. Reading `Cookie` headers is bounded work for any input
+//!   ([`MAX_SCAN_BYTES`], [`MAX_VERIFY`]); anything that is not a valid
+//!   token is "no session".
+//! - **Sessions.** Typed values of any serde type ([`Session::get`],
+//!   [`Session::insert`], [`Session::take`] for flash messages), an optional
+//!   user, and times. Expiry is `min(last_seen + idle, created + absolute)`;
+//!   an expired session is gone to every reader at once. A read rewrites
+//!   `last_seen` only once it lags by more than the touch threshold. New
+//!   sessions are stored only once they hold something.
+//! - **Users.** [`Engine::login`] attaches a user and changes the id in one
+//!   step (no session fixation); [`Engine::sessions_of`] lists a user's
+//!   sessions; [`Engine::destroy_user`] logs out everywhere (else).
+//! - **Operations.** [`Engine::stats`], [`Engine::check`] (the invariants of
+//!   the three trees), [`Engine::sweep_now`].
 //!
-//! # Cookies
+//! # Storage
 //!
-//! [`CookieConfig`] is safe by default: `HttpOnly`, `Secure`, `SameSite=Lax`,
-//! `Path=/`, and the `__Host-` prefix whenever its rules allow. Settings that
-//! would weaken or break the header are refused by [`CookieBuilder::build`].
-//! Reading a request's `Cookie` headers is bounded work for any input: see
-//! [`MAX_SCAN_BYTES`] and [`MAX_VERIFY`].
+//! The default backend keeps three sled trees in the store's directory:
+//! `sessions` (id → record), `expiry` (expiry time, id) and `users` (user,
+//! id). Every change that touches more than one tree is one sled
+//! transaction, so the indexes never disagree with the sessions, whatever
+//! instant a crash comes at. [`Engine::memory`] runs the same logic in
+//! memory, for tests and as a benchmark baseline; [`Backend`] is the trait
+//! for others. A directory holding something other than a sessiondb store is
+//! refused ([`Error::NotAStore`]); a store held by another process is
+//! refused at once ([`Error::Locked`], naming the path).
+//!
+//! # Durability and crash guarantees
+//!
+//! - **Relaxed** ([`Durability::Relaxed`], the default): a write returns once
+//!   sled has it in memory. sled writes to disk every
+//!   [`Config::flush_every`] (500 ms), and the engine flushes after
+//!   [`Config::max_unflushed_writes`] (1000) writes at the latest, so the
+//!   backlog, and the time any flush takes, stay bounded. A process crash or
+//!   power loss can lose the writes of that last window; it cannot tear a
+//!   write or break an index.
+//! - **Strict** ([`Durability::Strict`]): a write returns only after it is
+//!   on stable storage. sled 0.34's own `flush()` only calls
+//!   `sync_file_range`, which flushes neither the drive's cache nor the
+//!   file's metadata, so the engine follows it with `fdatasync` of sled's log
+//!   file (and `fsync` of any new blob files and their directory). Writers
+//!   that wait at the same time share one flush (group commit), and the sled
+//!   backend also applies concurrent writes in one shared transaction.
+//!   Touches (a read moving `last_seen`) and sweeper deletions never wait:
+//!   losing one is harmless, because expiry is re-checked on every read.
+//! - **After a failed flush** the engine refuses every further write with
+//!   [`Error::Poisoned`] until it is reopened: the state on disk is unknown,
+//!   and pretending otherwise would acknowledge writes that may be lost. The
+//!   write whose flush failed got the error; it may or may not be on disk.
+//! - [`Engine::close`] (and `Drop`) stops the sweeper, flushes and releases
+//!   the store.
+//!
+//! # Concurrency
+//!
+//! An [`Engine`] is `Send + Sync`; share it in an `Arc`. A [`Session`] is a
+//! copy: when two requests change the same session at once, the second save
+//! fails with [`Error::Conflict`] instead of silently overwriting the first.
+//! [`Engine::update`] loads, applies a closure and saves, retrying on
+//! conflict, so no update is lost; updates of one session within a process
+//! take turns. A save of a session that was destroyed (or expired) in the
+//! meantime fails with [`Error::Gone`]: logout is never undone by a late
+//! request.
+//!
+//! # The sweeper
+//!
+//! Each engine runs one background thread, `sessiondb-sweep`, that deletes
+//! expired sessions every [`Config::sweep_interval`] in batches of
+//! [`Config::sweep_batch`], re-checking each inside the transaction that
+//! deletes it. It is cleanup, not correctness. Tests inject a
+//! [`ManualClock`] and call [`Engine::sweep_now`] instead of sleeping.
 
 // Library code never panics on a failed Result; tests may.
 #![cfg_attr(not(test), deny(clippy::expect_used))]
@@ -79,7 +140,7 @@ pub use cookie::{
 };
 pub use engine::{Engine, Session, SessionInfo, Stats};
 pub use error::{BoxError, Error, Result};
-pub use record::FormatError;
+pub use record::{FormatError, Meta as RecordMeta};
 pub use token::{Key, KeyRing, Purpose, SessionId, TOKEN_VERSION, Token};
 
 /// The README's examples, compiled and run as doctests so they stay true.

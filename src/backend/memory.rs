@@ -19,7 +19,8 @@ struct State {
     users: BTreeSet<Vec<u8>>,
 }
 
-/// Sessions in process memory; see the [module docs](self).
+/// Sessions in process memory, behind one lock, with the same trees and
+/// the same write logic as the sled backend. Nothing survives the process.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
     state: RwLock<State>,

@@ -1,9 +1,9 @@
 //! Where sessions are kept: a small trait, and its sled and memory
 //! implementations.
 //!
-//! The trait speaks in session ids, stored values (the format of
-//! [`record`](crate::record), whose fixed header carries the version, the
-//! expiry time and the user), versions and times. It knows nothing of sled,
+//! The trait speaks in session ids, stored values (records whose fixed
+//! header carries the version, the expiry time and the user), versions and
+//! times. It knows nothing of sled,
 //! so a Redis backend can implement it unchanged.
 
 use std::fmt;
@@ -132,8 +132,9 @@ impl fmt::Display for Violation {
 ///   one without the other.
 /// - Versions are checked by the store itself, atomically with the write,
 ///   never by a read followed by a write from the caller.
-/// - Values are in the [`record`](crate::record) format; the backend reads
-///   only their fixed header (version, expiry, user).
+/// - Values are opaque records made by the engine; a backend reads only
+///   their fixed header, with [`RecordMeta::parse`](crate::RecordMeta::parse):
+///   the version, the expiry time and the user.
 pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// The stored value of a live session.
     fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Vec<u8>>>;

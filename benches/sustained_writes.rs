@@ -1,6 +1,6 @@
 //! Sustained relaxed-mode creates: throughput and per-call latency (p50,
-//! p99, max), with the engine's backlog bound on (the default) and off. With
-//! it off, sled's buffers fill for the whole run and the final flush shows
+//! p99, max), with the engine's backlog bound at several sizes and off.
+//! With it off, sled's buffers fill for the whole run and the final flush shows
 //! the stall a caller would meet.
 //!
 //! `cargo bench --bench sustained_writes` (SESSIONDB_BENCH_SECS per run,
@@ -10,15 +10,16 @@ use std::time::{Duration, Instant};
 
 use sessiondb::{Config, Engine, Key, KeyRing};
 
-fn run(bounded: bool, secs: u64) {
+fn run(bound: Option<usize>, secs: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let ring = KeyRing::new(1, Key::try_from(&[42u8; 32][..]).expect("32 bytes"));
     let mut config = Config::new(ring).sweeper(false);
-    if !bounded {
-        config = config
+    config = match bound {
+        Some(n) => config.max_unflushed_writes(n),
+        None => config
             .max_unflushed_writes(usize::MAX)
-            .flush_every(Duration::from_secs(3600));
-    }
+            .flush_every(Duration::from_secs(3600)),
+    };
     let engine = Engine::open(dir.path(), config).expect("open");
     let mut latencies_us: Vec<u32> = Vec::with_capacity(4_000_000);
     let started = Instant::now();
@@ -40,7 +41,7 @@ fn run(bounded: bool, secs: u64) {
     let pct = |p: f64| latencies_us[((n as f64 * p) as usize).min(n - 1)];
     println!(
         "| {} | {n} | {:.0} | {} | {} | {} | {:.1} |",
-        if bounded { "on (1000 writes)" } else { "off" },
+        bound.map_or("off".to_owned(), |n| format!("{n} writes")),
         n as f64 / elapsed,
         pct(0.50),
         pct(0.99),
@@ -60,6 +61,7 @@ fn main() {
     println!("sustained relaxed creates, 1 thread, {secs} s per run");
     println!("| backlog bound | creates | per s | p50 µs | p99 µs | max µs | final flush ms |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    run(true, secs);
-    run(false, secs);
+    for bound in [Some(1000), Some(250), Some(100), None] {
+        run(bound, secs);
+    }
 }

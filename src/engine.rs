@@ -177,6 +177,31 @@ pub struct SessionInfo {
     pub expires_at: u64,
 }
 
+/// What [`Engine::repair`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepairReport {
+    /// The violations it mended, in the order it mended them.
+    pub fixed: Vec<Violation>,
+    /// Records in quarantine after the repair (undecodable records are
+    /// moved there, never deleted).
+    pub quarantined: u64,
+    /// What `check` still finds afterwards (empty on success).
+    pub remaining: Vec<Violation>,
+}
+
+/// What [`Engine::open`] found when the store's last run had not closed
+/// cleanly (a crash, a kill, a power cut); see [`Engine::recovery`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// The violations `check` found at open (empty: the store came through
+    /// the crash sound, as sled's transactions promise).
+    pub found: Vec<Violation>,
+    /// The repair that followed, when anything was found.
+    pub repair: Option<RepairReport>,
+}
+
 /// Numbers for operators; see [`Engine::stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -269,6 +294,7 @@ impl Inner {
 pub struct Engine {
     inner: Arc<Inner>,
     sweeper: Mutex<Option<Sweeper>>,
+    recovery: Option<Recovery>,
 }
 
 impl Engine {
@@ -286,7 +312,25 @@ impl Engine {
                 flush_every_ms: Some(s.flush_every_ms),
             },
         )?;
-        Self::start(Box::new(backend), s)
+        let was_clean = backend.was_clean;
+        let mut engine = Self::start(Box::new(backend), s)?;
+        if !was_clean {
+            // The last run crashed: check the invariants the transactions
+            // promise, and mend (and report) anything that broke.
+            let found = engine.check()?;
+            let repair = match found.is_empty() {
+                true => None,
+                false => Some(engine.repair()?),
+            };
+            engine.recovery = Some(Recovery { found, repair });
+        }
+        Ok(engine)
+    }
+
+    /// `Some` if the store's last run did not close cleanly: what the check
+    /// at open found and repaired. `None` after a clean close.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.recovery.as_ref()
     }
 
     /// An engine on the memory backend: same semantics, nothing persists.
@@ -317,6 +361,7 @@ impl Engine {
         Ok(Self {
             inner,
             sweeper: Mutex::new(sweeper),
+            recovery: None,
         })
     }
 
@@ -637,6 +682,35 @@ impl Engine {
         self.inner.backend.check()
     }
 
+    /// Mends every violation [`check`](Self::check) finds: index entries
+    /// are made to agree with the `sessions` tree (the source of truth), and
+    /// records that do not decode are moved to quarantine. Each fix is its
+    /// own small atomic step that re-checks its violation first, so repair
+    /// is safe while the engine serves requests. Moving a record to
+    /// quarantine orphans its index entries, so it runs check and fix until
+    /// nothing changes (at most four rounds).
+    pub fn repair(&self) -> Result<RepairReport> {
+        self.inner.commit.check_writable()?;
+        let mut report = RepairReport::default();
+        for _ in 0..4 {
+            let found = self.check()?;
+            let mut changed = false;
+            for v in found {
+                if self.inner.backend.fix(&v)? {
+                    report.fixed.push(v);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        self.flush()?;
+        report.remaining = self.check()?;
+        report.quarantined = self.inner.backend.quarantined()?;
+        Ok(report)
+    }
+
     /// Runs one sweeper pass now; returns how many sessions it deleted.
     pub fn sweep_now(&self) -> Result<u64> {
         crate::sweeper::pass(&self.inner)
@@ -650,10 +724,13 @@ impl Engine {
             .wait_durable(seq, || self.inner.backend.flush())
     }
 
-    /// Stops the sweeper, flushes, and closes the store.
+    /// Stops the sweeper, flushes, and closes the store, marking it closed
+    /// cleanly (so the next open skips the crash check). A poisoned engine
+    /// is not marked clean.
     pub fn close(self) -> Result<()> {
         self.stop_sweeper();
-        self.flush()
+        self.inner.commit.check_writable()?;
+        self.inner.backend.close()
     }
 
     fn stop_sweeper(&self) {
@@ -672,6 +749,8 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.stop_sweeper();
         // Errors cannot be returned from drop; `close` reports them.
-        let _ = self.inner.backend.flush();
+        if self.inner.commit.check_writable().is_ok() {
+            let _ = self.inner.backend.close();
+        }
     }
 }

@@ -138,7 +138,7 @@ pub use config::{Config, Durability};
 pub use cookie::{
     CookieBuilder, CookieConfig, HostPrefix, MAX_SCAN_BYTES, MAX_VERIFY, Pairs, SameSite, pairs,
 };
-pub use engine::{Engine, Session, SessionInfo, Stats};
+pub use engine::{Engine, Recovery, RepairReport, Session, SessionInfo, Stats};
 pub use error::{BoxError, Error, Result};
 pub use record::{FormatError, Meta as RecordMeta};
 pub use token::{Key, KeyRing, Purpose, SessionId, TOKEN_VERSION, Token};

@@ -79,3 +79,99 @@ fn check_reports_each_planted_violation() {
         Err(sessiondb::Error::Corrupt { .. })
     ));
 }
+
+#[test]
+fn repair_mends_every_planted_violation_and_quarantines_garbage() {
+    let env = common::Env::sled();
+    let a = env.stored(1);
+    let mut b = env.engine.create().expect("create");
+    env.engine.login(&mut b, "gina").expect("login");
+    let c = env.stored(3);
+    let dir = env.dir.expect("sled");
+    env.engine.close().expect("close");
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        let expiry = db.open_tree("expiry").expect("tree");
+        let users = db.open_tree("users").expect("tree");
+        let sessions = db.open_tree("sessions").expect("tree");
+        let mut key = a.expires_at().to_be_bytes().to_vec();
+        key.extend_from_slice(a.id().as_bytes());
+        expiry.remove(&key).expect("remove");
+        let mut bkey = 4u16.to_be_bytes().to_vec();
+        bkey.extend_from_slice(b"gina");
+        bkey.extend_from_slice(b.id().as_bytes());
+        users.remove(&bkey).expect("remove");
+        // Unknown format version, truncated, and a key that is no id.
+        sessions
+            .insert(c.id().as_bytes(), &b"\x09future format"[..])
+            .expect("insert");
+        sessions
+            .insert([0xAA; 32], &b"\x01\x00"[..])
+            .expect("insert");
+        sessions
+            .insert(&b"short key"[..], &b"whatever"[..])
+            .expect("insert");
+        expiry.insert(&b"bad"[..], &[][..]).expect("insert");
+        db.flush().expect("flush");
+    }
+    let engine = Engine::open(dir.path(), common::config(&env.clock)).expect("reopen");
+    let before = engine.check().expect("check");
+    assert!(before.len() >= 6, "{before:#?}");
+    let report = engine.repair().expect("repair");
+    assert!(report.remaining.is_empty(), "{report:#?}");
+    assert_eq!(
+        report.quarantined, 3,
+        "c, the 0xAA record and the short key"
+    );
+    assert!(engine.check().expect("check").is_empty());
+    // Sound sessions are whole again, including their index entries.
+    assert!(engine.load_id(a.id()).expect("load").is_some());
+    assert_eq!(engine.sessions_of("gina").expect("list").len(), 1);
+    assert!(
+        engine.load_id(c.id()).expect("load").is_none(),
+        "moved aside"
+    );
+    // The sweeper finds a's expiry entry again.
+    env.clock.advance(std::time::Duration::from_secs(31 * 60));
+    assert_eq!(engine.sweep_now().expect("sweep"), 2);
+    // A second repair has nothing to do.
+    assert!(engine.repair().expect("repair").fixed.is_empty());
+}
+
+#[test]
+fn repair_mends_the_memory_backend_too() {
+    // The memory backend cannot be damaged from outside; a clean store
+    // reports nothing to do.
+    let env = common::Env::memory();
+    env.stored(1);
+    let report = env.engine.repair().expect("repair");
+    assert!(report.fixed.is_empty() && report.remaining.is_empty());
+    assert_eq!(report.quarantined, 0);
+}
+
+#[test]
+fn open_after_a_crash_repairs_and_reports_what_it_found() {
+    let env = common::Env::sled();
+    let a = env.stored(1);
+    let dir = env.dir.expect("sled");
+    env.engine.close().expect("close");
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        let expiry = db.open_tree("expiry").expect("tree");
+        let mut key = a.expires_at().to_be_bytes().to_vec();
+        key.extend_from_slice(a.id().as_bytes());
+        expiry.remove(&key).expect("remove");
+        db.flush().expect("flush");
+    }
+    std::fs::remove_file(dir.path().join("CLEAN")).expect("a crash leaves no mark");
+    let engine = Engine::open(dir.path(), common::config(&env.clock)).expect("reopen");
+    let recovery = engine.recovery().expect("noticed");
+    assert!(
+        matches!(recovery.found.as_slice(), [Violation::MissingExpiry { id, .. }] if id == a.id()),
+        "{recovery:#?}"
+    );
+    let repair = recovery.repair.as_ref().expect("repaired");
+    assert_eq!(repair.fixed.len(), 1);
+    assert!(repair.remaining.is_empty());
+    assert!(engine.check().expect("check").is_empty());
+}

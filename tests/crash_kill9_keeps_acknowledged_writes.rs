@@ -386,6 +386,14 @@ fn one_kill(seed: u64, strict: bool) -> (usize, bool) {
     let clock = ManualClock::new(common::T0);
     let engine = Engine::open(dir.path(), config(&clock, strict))
         .unwrap_or_else(|e| panic!("seed {seed}: reopen after kill: {e}"));
+    // A kill is an unclean shutdown: open checks the store and reports.
+    let recovery = engine
+        .recovery()
+        .unwrap_or_else(|| panic!("seed {seed}: kill not detected"));
+    assert!(
+        recovery.found.is_empty(),
+        "seed {seed} strict={strict}: at open: {recovery:#?}"
+    );
     let violations = engine.check().expect("check");
     assert!(
         violations.is_empty(),

@@ -39,3 +39,32 @@ fn dropping_without_close_also_persists() {
     let loaded = engine.load_id(s.id()).expect("load").expect("live");
     assert_eq!(loaded.get::<u32>("k").expect("decodes"), Some(5));
 }
+
+#[test]
+fn open_after_a_clean_close_skips_the_crash_check() {
+    let env = common::Env::sled();
+    env.stored(1);
+    let dir = env.dir.expect("sled");
+    env.engine.close().expect("close");
+    assert!(dir.path().join("CLEAN").exists());
+    let engine = Engine::open(dir.path(), common::config(&env.clock)).expect("reopen");
+    assert!(engine.recovery().is_none());
+    assert!(!dir.path().join("CLEAN").exists(), "taken at open");
+}
+
+#[test]
+fn open_after_a_crash_checks_and_reports_a_sound_store() {
+    let env = common::Env::sled();
+    let s = env.stored(1);
+    let dir = env.dir.expect("sled");
+    env.engine.close().expect("close");
+    // What a crash leaves: no clean mark.
+    std::fs::remove_file(dir.path().join("CLEAN")).expect("remove");
+    let engine = Engine::open(dir.path(), common::config(&env.clock)).expect("reopen");
+    let recovery = engine.recovery().expect("unclean shutdown noticed");
+    assert!(
+        recovery.found.is_empty() && recovery.repair.is_none(),
+        "{recovery:?}"
+    );
+    assert!(engine.load_id(s.id()).expect("load").is_some());
+}

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{RwLock, RwLockWriteGuard};
 
-use super::ops::{self, Trees};
+use super::ops::{self, Tree, Trees};
 use super::{Backend, BackendStats, Outcome, Violation, keys};
 use crate::error::{Error, Result};
 use crate::record::Meta;
@@ -17,6 +17,7 @@ struct State {
     sessions: HashMap<SessionId, Vec<u8>>,
     expiry: BTreeSet<[u8; 40]>,
     users: BTreeSet<Vec<u8>>,
+    quarantine: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 /// Sessions in process memory, behind one lock, with the same trees and
@@ -83,6 +84,39 @@ impl Trees for Txn<'_> {
     }
     fn remove_user(&self, key: Vec<u8>) -> Result<()> {
         self.0.borrow_mut().users.remove(&key);
+        Ok(())
+    }
+    fn remove_raw(&self, tree: Tree, key: &[u8]) -> Result<()> {
+        let mut state = self.0.borrow_mut();
+        match tree {
+            Tree::Sessions => {
+                if let Ok(id) = <[u8; 32]>::try_from(key) {
+                    state.sessions.remove(&SessionId::from_bytes(id));
+                }
+            }
+            Tree::Expiry => {
+                if let Ok(k) = <[u8; 40]>::try_from(key) {
+                    state.expiry.remove(&k);
+                }
+            }
+            Tree::Users => {
+                state.users.remove(key);
+            }
+        }
+        Ok(())
+    }
+    fn session_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        // Every key of the memory map is a well-formed id.
+        match <[u8; 32]>::try_from(key) {
+            Ok(id) => self.session(&SessionId::from_bytes(id)),
+            Err(_) => Ok(None),
+        }
+    }
+    fn quarantine(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.0
+            .borrow_mut()
+            .quarantine
+            .insert(key.to_vec(), value.to_vec());
         Ok(())
     }
 }
@@ -174,6 +208,14 @@ impl Backend for MemoryBackend {
             users,
             bytes_on_disk: 0,
         })
+    }
+
+    fn fix(&self, violation: &Violation) -> Result<bool> {
+        self.atomically(|t| ops::fix(t, violation))
+    }
+
+    fn quarantined(&self) -> Result<u64> {
+        Ok(self.read().quarantine.len() as u64)
     }
 
     fn check(&self) -> Result<Vec<Violation>> {

@@ -195,6 +195,21 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Every broken invariant between sessions and their index entries.
     fn check(&self) -> Result<Vec<Violation>>;
+
+    /// Mends one violation reported by [`check`](Self::check), re-checking
+    /// it inside one atomic step; `true` if anything changed. The sessions
+    /// are the source of truth: index entries are made to agree with them,
+    /// and a record that does not decode is moved to a quarantine area.
+    fn fix(&self, violation: &Violation) -> Result<bool>;
+
+    /// How many records are in quarantine.
+    fn quarantined(&self) -> Result<u64>;
+
+    /// Flushes and records a clean shutdown, so the next open can skip the
+    /// crash check. Default: [`flush`](Self::flush).
+    fn close(&self) -> Result<()> {
+        self.flush()
+    }
 }
 
 /// Keys of the index trees, shared by the backends that keep them.

@@ -25,6 +25,31 @@ pub(crate) trait Trees {
     fn remove_expiry(&self, key: [u8; 40]) -> Result<(), Self::Error>;
     fn set_user(&self, key: Vec<u8>) -> Result<(), Self::Error>;
     fn remove_user(&self, key: Vec<u8>) -> Result<(), Self::Error>;
+    /// Removes any key of a tree, well-formed or not (for repair).
+    fn remove_raw(&self, tree: Tree, key: &[u8]) -> Result<(), Self::Error>;
+    /// Reads any key of `sessions`, well-formed or not (for repair).
+    fn session_raw(&self, key: &[u8]) -> Result<Option<Self::Bytes>, Self::Error>;
+    /// Keeps a record that cannot be read, under its key, out of the way.
+    fn quarantine(&self, key: &[u8], value: &[u8]) -> Result<(), Self::Error>;
+}
+
+/// The trees, by name, for the operations that work on raw keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tree {
+    Sessions,
+    Expiry,
+    Users,
+}
+
+impl Tree {
+    pub fn by_name(name: &str) -> Option<Self> {
+        match name {
+            "sessions" => Some(Tree::Sessions),
+            "expiry" => Some(Tree::Expiry),
+            "users" => Some(Tree::Users),
+            _ => None,
+        }
+    }
 }
 
 pub(crate) fn corrupt(id: &SessionId, source: FormatError) -> Error {
@@ -228,4 +253,77 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         cur = inner.source();
     }
     s
+}
+
+/// Mends one violation that `check` reported, after re-reading what it is
+/// about inside this atomic step (a writer may have fixed or changed it
+/// since). Returns whether anything was changed.
+///
+/// The `sessions` tree is the source of truth: index entries are added or
+/// removed to agree with it, and a record that does not decode is moved to
+/// the quarantine tree (its index entries then become orphans, which the
+/// next check finds and this removes).
+pub(crate) fn fix<T: Trees>(t: &T, v: &super::Violation) -> Result<bool, T::Error> {
+    use super::Violation;
+    // The header of a session as stored now, if it has a readable one.
+    let header = |id: &SessionId| -> Result<Option<(u64, Option<String>)>, T::Error> {
+        Ok(t.session(id)?.and_then(|bytes| {
+            crate::record::decode(bytes.as_ref())
+                .ok()
+                .map(|(m, _)| (m.expires_at, m.user.map(str::to_owned)))
+        }))
+    };
+    match v {
+        Violation::Corrupt { id, .. } => {
+            let Some(bytes) = t.session(id)? else {
+                return Ok(false);
+            };
+            if crate::record::decode(bytes.as_ref()).is_ok() {
+                return Ok(false);
+            }
+            t.quarantine(id.as_bytes(), bytes.as_ref())?;
+            t.remove_session(id)?;
+            Ok(true)
+        }
+        Violation::MissingExpiry { id, expires_at } => match header(id)? {
+            Some((at, _)) if at == *expires_at => {
+                t.set_expiry(keys::expiry(at, id))?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        },
+        Violation::OrphanExpiry { id, at } => match header(id)? {
+            Some((real, _)) if real == *at => Ok(false),
+            _ => {
+                t.remove_expiry(keys::expiry(*at, id))?;
+                Ok(true)
+            }
+        },
+        Violation::MissingUser { id, user } => match header(id)? {
+            Some((_, Some(u))) if u == *user => {
+                t.set_user(keys::user(user, id))?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        },
+        Violation::OrphanUser { id, user } => match header(id)? {
+            Some((_, Some(u))) if u == *user => Ok(false),
+            _ => {
+                t.remove_user(keys::user(user, id))?;
+                Ok(true)
+            }
+        },
+        Violation::BadIndexKey { tree, key } => {
+            let Some(tree) = Tree::by_name(tree) else {
+                return Ok(false);
+            };
+            if tree == Tree::Sessions
+                && let Some(bytes) = t.session_raw(key)?
+            {
+                t.quarantine(key, bytes.as_ref())?;
+            }
+            t.remove_raw(tree, key)?;
+            Ok(true)
+        }
+    }
 }

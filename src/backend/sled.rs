@@ -4,12 +4,14 @@
 //!
 //! ```text
 //! DIR/SESSIONDB   marker, "sessiondb store\nformat 1\n"; locked (flock) while open
+//! DIR/CLEAN       present only between a clean close and the next open
 //! DIR/db, conf, blobs/, snap.*   sled 0.34's files, holding three trees:
 //!
 //!   tree      key                                          value
 //!   sessions  session id (32 bytes)                        record (see `record`)
 //!   expiry    expires_at ms u64 BE ++ session id           empty
 //!   users     user len u16 BE ++ user (UTF-8) ++ id        empty
+//!   quarantine  key of a record that did not decode           its bytes, as found
 //! ```
 //!
 //! Every change that touches more than one tree is one sled transaction over
@@ -47,7 +49,7 @@ use sled::transaction::{
     UnabortableTransactionError,
 };
 
-use super::ops::{self, Trees};
+use super::ops::{self, Tree, Trees};
 use super::{Backend, BackendStats, Outcome, Violation, keys};
 use crate::error::{Error, Result};
 use crate::record::Meta;
@@ -55,6 +57,7 @@ use crate::token::SessionId;
 
 const MARKER: &str = "SESSIONDB";
 const MARKER_TEXT: &[u8] = b"sessiondb store\nformat 1\n";
+const CLEAN: &str = "CLEAN";
 
 /// Tuning passed down from [`Config`](crate::Config).
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +74,7 @@ pub struct SledBackend {
     sessions: sled::Tree,
     expiry: sled::Tree,
     users: sled::Tree,
+    quarantine: sled::Tree,
     /// `DIR/db`, opened by us for `fdatasync`.
     db_file: File,
     /// Queue to the committer thread; `None` once stopped.
@@ -78,6 +82,8 @@ pub struct SledBackend {
     committer: Option<std::thread::JoinHandle<()>>,
     /// Held for the life of the backend: its `flock` is the store's lock.
     _marker: File,
+    /// Whether the last run closed cleanly (or the store is new).
+    pub(crate) was_clean: bool,
     /// Blob files already synced, by name.
     synced_blobs: Mutex<std::collections::BTreeSet<std::ffi::OsString>>,
 }
@@ -154,13 +160,30 @@ impl SledBackend {
             });
         }
 
+        // Take the clean-shutdown mark before anything can be written, so a
+        // crash from here on leaves it absent.
+        let clean = dir.join(CLEAN);
+        let was_clean = text.is_empty() || clean.exists();
+        match fs::remove_file(&clean) {
+            Ok(()) => File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&clean)(e)),
+        }
         let db = open_sled(dir, opts)?;
         let tree = |name: &str| db.open_tree(name).map_err(storage);
         let (sessions, expiry, users) = (tree("sessions")?, tree("expiry")?, tree("users")?);
+        let quarantine = tree("quarantine")?;
         let db_path = dir.join("db");
         let db_file = File::open(&db_path).map_err(io_err(&db_path))?;
         let (commit, queue) = crossbeam_channel::unbounded::<Request>();
-        let trees = (sessions.clone(), expiry.clone(), users.clone());
+        let trees = (
+            sessions.clone(),
+            expiry.clone(),
+            users.clone(),
+            quarantine.clone(),
+        );
         let committer = std::thread::Builder::new()
             .name("sessiondb-commit".into())
             .spawn(move || run_committer(&trees, &queue))
@@ -171,9 +194,11 @@ impl SledBackend {
             sessions,
             expiry,
             users,
+            quarantine,
             db_file,
             commit: Some(commit),
             committer: Some(committer),
+            was_clean,
             _marker: marker,
             synced_blobs: Mutex::default(),
         })
@@ -269,6 +294,7 @@ struct Txn<'a> {
     s: &'a TransactionalTree,
     e: &'a TransactionalTree,
     u: &'a TransactionalTree,
+    q: &'a TransactionalTree,
 }
 
 /// Inside a batch: a storage failure ends the whole transaction; an error
@@ -316,6 +342,22 @@ impl Trees for Txn<'_> {
     }
     fn remove_user(&self, key: Vec<u8>) -> std::result::Result<(), TxError> {
         self.u.remove(key)?;
+        Ok(())
+    }
+    fn remove_raw(&self, tree: Tree, key: &[u8]) -> std::result::Result<(), TxError> {
+        let t = match tree {
+            Tree::Sessions => self.s,
+            Tree::Expiry => self.e,
+            Tree::Users => self.u,
+        };
+        t.remove(key)?;
+        Ok(())
+    }
+    fn session_raw(&self, key: &[u8]) -> std::result::Result<Option<sled::IVec>, TxError> {
+        Ok(self.s.get(key)?)
+    }
+    fn quarantine(&self, key: &[u8], value: &[u8]) -> std::result::Result<(), TxError> {
+        self.q.insert(key, value)?;
         Ok(())
     }
 }
@@ -443,6 +485,36 @@ impl Backend for SledBackend {
         })
     }
 
+    fn fix(&self, violation: &Violation) -> Result<bool> {
+        let result = (&self.sessions, &self.expiry, &self.users, &self.quarantine).transaction(
+            |(s, e, u, q)| match ops::fix(&Txn { s, e, u, q }, violation) {
+                Ok(changed) => Ok(Ok(changed)),
+                Err(TxError::Op(e)) => Ok(Err(e)),
+                Err(TxError::Storage(e)) => Err(ConflictableTransactionError::from(e)),
+            },
+        );
+        match result {
+            Ok(done) => done,
+            Err(TransactionError::Storage(e)) => Err(storage(e)),
+            Err(TransactionError::Abort(())) => Err(committer_gone()),
+        }
+    }
+
+    fn quarantined(&self) -> Result<u64> {
+        Ok(self.quarantine.len() as u64)
+    }
+
+    fn close(&self) -> Result<()> {
+        self.flush()?;
+        let clean = self.path.join(CLEAN);
+        File::create(&clean)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&clean))?;
+        File::open(&self.path)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.path))
+    }
+
     fn check(&self) -> Result<Vec<Violation>> {
         fn all(tree: &sled::Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
             tree.iter()
@@ -526,7 +598,7 @@ fn committer_gone() -> Error {
 const MAX_BATCH: usize = 1024;
 
 fn run_committer(
-    (sessions, expiry, users): &(sled::Tree, sled::Tree, sled::Tree),
+    (sessions, expiry, users, quarantine): &(sled::Tree, sled::Tree, sled::Tree, sled::Tree),
     queue: &crossbeam_channel::Receiver<Request>,
 ) {
     while let Ok(first) = queue.recv() {
@@ -539,8 +611,8 @@ fn run_committer(
         }
         // sled may run this closure more than once; it computes every
         // outcome afresh each time.
-        let result = (sessions, expiry, users).transaction(|(s, e, u)| {
-            let t = Txn { s, e, u };
+        let result = (sessions, expiry, users, quarantine).transaction(|(s, e, u, q)| {
+            let t = Txn { s, e, u, q };
             let mut out = Vec::with_capacity(batch.len());
             for request in &batch {
                 out.push(apply(&t, &request.op)?);

@@ -88,3 +88,21 @@ fn a_directory_of_other_files_is_not_a_store() {
         Err(Error::NotAStore { .. })
     ));
 }
+
+#[test]
+fn a_store_path_that_cannot_be_made_is_a_clear_io_error() {
+    // Permission bits do not stop root (CI runs as root), so the test uses
+    // a path beneath a regular file, which no user can create.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").expect("write");
+    let store = file.join("store");
+    let clock = ManualClock::new(common::T0);
+    match Engine::open(&store, common::config(&clock)) {
+        Err(e @ Error::Io { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&store.display().to_string()), "{msg}");
+        }
+        other => panic!("expected an I/O error naming the path, got {other:?}"),
+    }
+}

@@ -64,4 +64,9 @@ for name, data in {
 for i, data in enumerate([b"", bytes(64), bytes(range(256)), b"\xff" * 128, hashlib.sha512(b"set_cookie seed").digest() * 8]):
     write("set_cookie", str(i), data)
 
+# engine_ops: arbitrary bytes decode to operation sequences.
+for i in range(6):
+    write("engine_ops", str(i), hashlib.sha512(b"engine_ops %d" % i).digest() * (i + 1))
+write("engine_ops", "zeros", bytes(64))
+
 print("golden:", t1.decode())

@@ -97,6 +97,19 @@
 //!   write whose flush failed got the error; it may or may not be on disk.
 //! - [`Engine::close`] (and `Drop`) stops the sweeper, flushes and releases
 //!   the store.
+//! - **After a crash** (no clean close) [`Engine::open`] runs
+//!   [`Engine::check`] and, if anything is broken, [`Engine::repair`]
+//!   before returning; [`Engine::recovery`] reports what it found.
+//!
+//! # Damaged stores
+//!
+//! A record whose bytes do not decode is reported, not hidden: loading it
+//! fails with [`Error::Corrupt`] (naming the session's id hint) rather than
+//! returning "no session", so damage shows up in logs instead of as a silent
+//! logout; every other session stays readable. [`Engine::check`] lists it
+//! with every other broken invariant, and [`Engine::repair`] moves it to a
+//! `quarantine` tree (never deleting it) and rebuilds the `expiry` and
+//! `users` indexes from `sessions`, the source of truth.
 //!
 //! # Concurrency
 //!

@@ -50,6 +50,7 @@ fn config(clock: &ManualClock, strict: bool) -> Config {
     common::config(clock)
         .idle_timeout(Duration::from_millis(IDLE_MS))
         .absolute_timeout(Duration::from_secs(100 * 24 * 3600))
+        .sweep_batch(8)
         .durability(if strict {
             Durability::Strict
         } else {
@@ -168,7 +169,13 @@ fn child_thread(t: usize, seed: u64, engine: &Engine, clock: &ManualClock, say: 
             }
             _ if t == 0 => {
                 // Move time (so sessions expire) and sweep.
-                let to = now() + rng.below(IDLE_MS / 3);
+                // Now and then a whole idle timeout passes, so that the
+                // sweep has many sessions to delete, in several batches.
+                let step = match rng.below(4) {
+                    0 => IDLE_MS,
+                    _ => rng.below(IDLE_MS / 3),
+                };
+                let to = now() + step;
                 say(format!("B {t} advance {to}"));
                 clock.set(to);
                 say(format!("A {t} advance {to}"));
@@ -338,9 +345,28 @@ fn verify_strict(engine: &Engine, models: &[ThreadModel], clock_max: u64) -> Res
     Ok(())
 }
 
+/// The kinds of operation in flight (begun, not acknowledged) when the
+/// child died, one per thread at most.
+fn in_flight(lines: &[String]) -> Vec<String> {
+    let mut open: HashMap<&str, &str> = HashMap::new();
+    for line in lines {
+        let mut f = line.split(' ');
+        match (f.next(), f.next(), f.next()) {
+            (Some("B"), Some(t), Some(kind)) => {
+                open.insert(t, kind);
+            }
+            (Some("A"), Some(t), _) => {
+                open.remove(t);
+            }
+            _ => {}
+        }
+    }
+    open.into_values().map(str::to_owned).collect()
+}
+
 /// One kill: returns (acknowledged operations, whether the child was still
-/// running when killed).
-fn one_kill(seed: u64, strict: bool) -> (usize, bool) {
+/// running when killed, the operations in flight at the kill).
+fn one_kill(seed: u64, strict: bool) -> (usize, bool, Vec<String>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rng = Rng(seed);
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
@@ -366,13 +392,43 @@ fn one_kill(seed: u64, strict: bool) -> (usize, bool) {
     let kill_after = rng.below(400);
     let mut acks = 0;
     let mut line = String::new();
-    while acks < kill_after {
+    // The store exists once the child says READY; a kill before that would
+    // test nothing (a store never opened is new, hence clean). libtest's own
+    // "test crash_child ... " has no newline, so READY ends a line rather
+    // than filling one; a few lines of libtest chatter come before it.
+    let mut ready = false;
+    for _ in 0..8 {
+        line.clear();
+        if out.read_line(&mut line).expect("read") == 0 {
+            break;
+        }
+        if line.trim_end().ends_with("READY") {
+            ready = true;
+            break;
+        }
+    }
+    assert!(
+        ready,
+        "seed {seed}: child never said READY (last line {line:?})"
+    );
+    // One kill in three waits for a sweep to begin and lands in it: sweeps
+    // are rare and quick, so random moments alone would seldom catch one.
+    let aim_at_sweep = rng.below(3) == 0;
+    loop {
         line.clear();
         if out.read_line(&mut line).expect("read") == 0 {
             break;
         }
         acks += u64::from(line.starts_with("A "));
         lines.push(line.trim_end().to_owned());
+        let sweep_begins = line.starts_with("B 0 sweep");
+        let done = match aim_at_sweep {
+            true => (sweep_begins && acks >= kill_after / 4) || acks >= 20 * kill_after.max(100),
+            false => acks >= kill_after,
+        };
+        if done {
+            break;
+        }
     }
     let running = child.try_wait().expect("try_wait").is_none();
     child.kill().expect("SIGKILL");
@@ -405,7 +461,7 @@ fn one_kill(seed: u64, strict: bool) -> (usize, bool) {
             panic!("seed {seed}: {e}");
         }
     }
-    (acked, running)
+    (acked, running, in_flight(&lines))
 }
 
 #[test]
@@ -424,17 +480,23 @@ fn kill9_loop() {
         });
     let mut total_acks = 0;
     let mut killed_running = 0;
+    let mut during: std::collections::BTreeMap<String, u64> = Default::default();
     for k in 0..kills {
         let seed = base.wrapping_add(k);
         let strict = k % 2 == 0;
-        let (acks, running) = one_kill(seed, strict);
+        let (acks, running, flying) = one_kill(seed, strict);
         total_acks += acks;
         killed_running += u64::from(running);
+        let mode = if strict { "strict" } else { "relaxed" };
+        for kind in flying {
+            *during.entry(format!("{kind}/{mode}")).or_default() += 1;
+        }
     }
     eprintln!(
         "kill9_loop: {kills} kills (half strict) from seed {base}, {total_acks} acknowledged \
          operations, {killed_running} kills while the child ran"
     );
+    eprintln!("kill9_loop: kills that caught an operation in flight, by kind/mode: {during:?}");
     assert_eq!(
         killed_running, kills,
         "every kill must land while the child writes"

@@ -42,3 +42,8 @@ fn token_corpus_replays_clean() {
 fn set_cookie_corpus_replays_clean() {
     replay("set_cookie", targets::set_cookie);
 }
+
+#[test]
+fn engine_ops_corpus_replays_clean() {
+    replay("engine_ops", targets::engine_ops);
+}

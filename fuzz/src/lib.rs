@@ -280,3 +280,23 @@ fn is_token_char(c: char) -> bool {
 fn is_cookie_octet(c: char) -> bool {
     matches!(c, '\x21' | '\x23'..='\x2b' | '\x2d'..='\x3a' | '\x3c'..='\x5b' | '\x5d'..='\x7e')
 }
+
+#[path = "../../tests/model/mod.rs"]
+mod model;
+
+/// Arbitrary bytes as a sequence of engine operations (create, read,
+/// update, login, destroy, log out everywhere, clock moves, sweeps,
+/// reopens, loads through corrupted cookies), run in lockstep on the sled
+/// engine, the memory engine and the reference model of
+/// `tests/model/mod.rs`: every result must agree and `check()` stay clean.
+pub fn engine_ops(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let mut ops = Vec::new();
+    while ops.len() < 48 {
+        match model::Op::arbitrary(&mut u) {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
+        }
+    }
+    model::run(&ops);
+}

@@ -153,7 +153,12 @@ fn sweep(out: &mut Out, n: usize) {
     let sweeping = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let live = Arc::new(live);
-    let readers: Vec<_> = (0..2)
+    // `SESSIONDB_BENCH_READERS` sets how many readers (default 2).
+    let n_readers: u64 = std::env::var("SESSIONDB_BENCH_READERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let readers: Vec<_> = (0..n_readers)
         .map(|r| {
             let (engine, live, sweeping, stop) =
                 (engine.clone(), live.clone(), sweeping.clone(), stop.clone());
@@ -205,6 +210,8 @@ fn sweep(out: &mut Out, n: usize) {
             ("during_p50_us", pct(&mut during, 0.50)),
             ("during_p99_us", during_p99),
             ("p99_ratio", during_p99 / idle_p99),
+            ("idle_max_us", pct(&mut idle, 1.0)),
+            ("during_max_us", pct(&mut during, 1.0)),
             ("loads_during", during.len() as f64),
         ],
     );
@@ -272,11 +279,14 @@ fn main() {
         }
     }
     if part("sweep") {
-        if full {
-            sweep(&mut out, 100_000);
-            sweep(&mut out, 1_000_000);
-        } else {
-            sweep(&mut out, 10_000);
+        // `SESSIONDB_BENCH_SWEEPS=100000,1000000` picks the sizes.
+        let sizes: Vec<usize> = match std::env::var("SESSIONDB_BENCH_SWEEPS") {
+            Ok(v) => v.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+            Err(_) if full => vec![100_000, 1_000_000],
+            Err(_) => vec![10_000],
+        };
+        for n in sizes {
+            sweep(&mut out, n);
         }
     }
     if !full {

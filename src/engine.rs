@@ -44,6 +44,9 @@ pub struct Session {
     changed: bool,
     /// The id changed since the browser last got a cookie.
     renewed: bool,
+    /// This load moved the last-seen time (the touch threshold had passed),
+    /// so a persistent cookie's lifetime can be renewed too.
+    touched: bool,
 }
 
 impl Session {
@@ -71,6 +74,12 @@ impl Session {
     /// `true` if the session holds no values and no user.
     pub fn is_empty(&self) -> bool {
         self.body.data.is_empty() && self.user.is_none()
+    }
+
+    /// `true` if loading this session moved its last-seen time forward
+    /// (and wrote it): the moment to renew a persistent cookie's Max-Age.
+    pub fn was_touched(&self) -> bool {
+        self.touched
     }
 
     /// The user this session belongs to.
@@ -138,6 +147,32 @@ impl Session {
     /// The names of the values held.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.body.data.keys().map(String::as_str)
+    }
+
+    /// The encoded values, for merging one copy's changes into another.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn raw_data(&self) -> &BTreeMap<String, Vec<u8>> {
+        &self.body.data
+    }
+
+    /// Marks the session as needing a cookie (its id is new to the browser).
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn mark_renewed(&mut self) {
+        self.renewed = true;
+    }
+
+    /// Sets (`Some`) or removes (`None`) an encoded value.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn set_raw(&mut self, key: &str, bytes: Option<&[u8]>) {
+        let changed = match bytes {
+            Some(b) if self.body.data.get(key).map(Vec::as_slice) != Some(b) => {
+                self.body.data.insert(key.to_owned(), b.to_vec());
+                true
+            }
+            Some(_) => false,
+            None => self.body.data.remove(key).is_some(),
+        };
+        self.changed |= changed;
     }
 
     /// Attaches the session to a user, or detaches it. Prefer
@@ -429,6 +464,7 @@ impl Engine {
                 body,
                 changed: false,
                 renewed: false,
+                touched: false,
             };
             if now.saturating_sub(session.body.last_seen_ms) <= inner.s.touch_ms {
                 return Ok(Some(session));
@@ -441,6 +477,7 @@ impl Engine {
                 Outcome::Written => {
                     inner.after_write(Wait::Never)?;
                     session.version = Some(version);
+                    session.touched = true;
                     return Ok(Some(session));
                 }
                 Outcome::Missing => return Ok(None),
@@ -468,6 +505,7 @@ impl Engine {
             },
             changed: false,
             renewed: true,
+            touched: false,
         })
     }
 
@@ -655,6 +693,24 @@ impl Engine {
             .s
             .cookie
             .set_cookie(&token, std::time::Duration::from_millis(left))
+    }
+
+    /// A CSRF token bound to this session id: an HMAC of the id for the
+    /// CSRF purpose, so it costs no storage and changes with the id (at
+    /// login). It can never be used as a session cookie.
+    pub fn csrf_token(&self, id: &SessionId) -> String {
+        self.inner
+            .s
+            .ring
+            .sign(Purpose::Csrf, id)
+            .as_str()
+            .to_owned()
+    }
+
+    /// `true` if `token` is a CSRF token of this session id, signed by a key
+    /// in the ring. The tag comparison is constant-time.
+    pub fn verify_csrf(&self, id: &SessionId, token: &[u8]) -> bool {
+        self.inner.s.ring.verify(Purpose::Csrf, token).as_ref() == Some(id)
     }
 
     /// The `Set-Cookie` value that removes the session cookie.

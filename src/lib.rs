@@ -143,6 +143,8 @@ mod error;
 mod record;
 mod sweeper;
 mod token;
+#[cfg(feature = "axum")]
+pub mod web;
 
 pub use backend::memory::MemoryBackend;
 pub use backend::{Backend, BackendStats, Outcome, Violation};

@@ -112,6 +112,18 @@ pub struct Counters {
     pub writes: std::sync::atomic::AtomicUsize,
     pub flushes: std::sync::atomic::AtomicUsize,
     pub fail_flush: std::sync::atomic::AtomicBool,
+    /// Every `get` fails, as a broken disk would.
+    pub fail_get: std::sync::atomic::AtomicBool,
+    /// When set, the next `get` announces itself and then waits (up to
+    /// 10 s, then fails) to be released: a stand-in for a slow disk.
+    pub gate: std::sync::Mutex<Option<Gate>>,
+}
+
+/// See [`Counters::gate`].
+#[derive(Debug)]
+pub struct Gate {
+    pub started: std::sync::mpsc::Sender<()>,
+    pub release: std::sync::mpsc::Receiver<()>,
 }
 
 /// A memory backend that counts calls and can be told to fail flushes.
@@ -128,6 +140,21 @@ use sessiondb::{Backend, BackendStats, Outcome, SessionId, Violation};
 impl Backend for Probe {
     fn get(&self, id: &SessionId, now: u64) -> sessiondb::Result<Option<Vec<u8>>> {
         self.c.gets.fetch_add(1, SeqCst);
+        if self.c.fail_get.load(SeqCst) {
+            return Err(sessiondb::Error::Storage(
+                "injected read failure at /secret/path".into(),
+            ));
+        }
+        let gate = self.c.gate.lock().expect("gate").take();
+        if let Some(g) = gate {
+            let _ = g.started.send(());
+            if g.release
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .is_err()
+            {
+                return Err(sessiondb::Error::Storage("gate never released".into()));
+            }
+        }
         self.inner.get(id, now)
     }
     fn put(

@@ -1,0 +1,645 @@
+//! axum / tower integration (feature `axum`).
+//!
+//! [`SessionLayer`] wraps a service: before the handler it verifies the
+//! request's session cookie and loads the session (off the async workers,
+//! on tokio's blocking pool); after it, it stores what the handler changed
+//! and sets or clears the cookie. Handlers take a [`SessionHandle`]:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use axum::{Router, routing::get};
+//! use sessiondb::web::{SessionHandle, SessionLayer, WebError};
+//!
+//! async fn visits(session: SessionHandle) -> Result<String, WebError> {
+//!     let n: u64 = session.get("visits")?.unwrap_or(0) + 1;
+//!     session.insert("visits", &n)?;
+//!     Ok(format!("visit {n}"))
+//! }
+//!
+//! # fn app(engine: Arc<sessiondb::Engine>) -> Router {
+//! Router::new()
+//!     .route("/", get(visits))
+//!     .layer(SessionLayer::new(engine).csrf_guard(true))
+//! # }
+//! ```
+//!
+//! # What is written, and when
+//! - Nothing for a request whose session did not change (a read past the
+//!   engine's touch threshold writes the new last-seen time, as
+//!   [`Engine::load`] does).
+//! - A new session is stored, and its cookie set, only once it holds a
+//!   value or a user: visitors who never get one cost no disk.
+//! - [`SessionHandle::login`], [`logout`](SessionHandle::logout),
+//!   [`logout_everywhere`](SessionHandle::logout_everywhere) and
+//!   [`update`](SessionHandle::update) reach the store when called, so a
+//!   handler can answer with their outcome.
+//!
+//! # Two requests changing one session at once
+//! Each request works on its own copy. When the layer's save at the end of
+//! a request finds that another request stored the session in between
+//! ([`Error::Conflict`]), it loads the newer copy, applies this request's
+//! changes to it key by key (the values it set, the values it removed, the
+//! user it attached), and saves again. Both requests' writes survive; where
+//! both set the same key, the request that finished last wins. A
+//! read-modify-write of one value (a counter) must use
+//! [`SessionHandle::update`], which the engine retries on conflict, so N
+//! concurrent increments end at N. If the session was destroyed in between
+//! (a logout elsewhere), this request's changes are dropped rather than
+//! bringing it back, and the response clears the cookie.
+//!
+//! # CSRF
+//! [`SessionHandle::csrf_token`] is an HMAC of the session id under the key
+//! ring, for the CSRF purpose: no storage, and it changes at login with the
+//! id. With [`SessionLayer::csrf_guard`] on, a POST, PUT, PATCH or DELETE
+//! must carry it in the `X-CSRF-Token` header or a `csrf_token` field of a
+//! URL-encoded form, or the layer answers 403 without calling the handler.
+//! Routes that must work without a session (a login form) go through
+//! [`SessionLayer::csrf_exempt`].
+//!
+//! # Errors
+//! A storage error becomes a bare 500 (`internal error`), logged with
+//! `tracing` at error level; nothing of it reaches the client. A missing,
+//! forged or expired cookie is simply no session.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+use http::request::Parts;
+use http::{HeaderValue, Method, Request, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::engine::{Engine, Session, SessionInfo};
+use crate::error::{Error, Result};
+use crate::token::SessionId;
+
+/// The header the CSRF guard reads.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The form field the CSRF guard reads from URL-encoded bodies.
+pub const CSRF_FIELD: &str = "csrf_token";
+/// The most body bytes the guard buffers to find [`CSRF_FIELD`].
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Runs `f` on tokio's blocking pool, so a strict-durability wait (or any
+/// disk read) never holds an async worker thread.
+pub async fn blocking<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(Error::Storage(
+            format!("a blocking session task failed: {e}").into(),
+        )),
+    }
+}
+
+/// A tower layer that gives every request its session.
+#[derive(Debug, Clone)]
+pub struct SessionLayer {
+    engine: Arc<Engine>,
+    csrf_guard: bool,
+    csrf_exempt: Arc<Vec<String>>,
+}
+
+impl SessionLayer {
+    /// A layer over `engine`, with the CSRF guard off.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self {
+            engine,
+            csrf_guard: false,
+            csrf_exempt: Arc::new(Vec::new()),
+        }
+    }
+
+    /// Turns the CSRF guard on or off (see the [module docs](self)).
+    pub fn csrf_guard(mut self, on: bool) -> Self {
+        self.csrf_guard = on;
+        self
+    }
+
+    /// Exempts one exact path from the CSRF guard (a login endpoint, which
+    /// runs before there is a session to bind a token to).
+    pub fn csrf_exempt(mut self, path: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.csrf_exempt).push(path.into());
+        self
+    }
+}
+
+impl<S> tower_layer::Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`SessionLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    layer: SessionLayer,
+}
+
+impl<S> tower_service::Service<Request<Body>> for SessionService<S>
+where
+    S: tower_service::Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = std::result::Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        // The clone that was made ready is the one to call.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            match handle(layer, inner, req).await {
+                Ok(r) => Ok(r),
+                Err(Failure::Inner(e)) => Err(e),
+                Err(Failure::Session(e)) => Ok(WebError(e).into_response()),
+            }
+        })
+    }
+}
+
+enum Failure<E> {
+    Inner(E),
+    Session(Error),
+}
+
+impl<E> From<Error> for Failure<E> {
+    fn from(e: Error) -> Self {
+        Failure::Session(e)
+    }
+}
+
+async fn handle<S>(
+    layer: SessionLayer,
+    mut inner: S,
+    req: Request<Body>,
+) -> std::result::Result<Response, Failure<S::Error>>
+where
+    S: tower_service::Service<Request<Body>, Response = Response>,
+{
+    let engine = layer.engine.clone();
+    let cookies: Vec<Vec<u8>> = req
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .map(|v| v.as_bytes().to_vec())
+        .collect();
+    // Verifying the token is pure CPU; only a verified id reaches storage.
+    let had_cookie = engine.session_id(cookies.iter().map(Vec::as_slice));
+    let loaded = match had_cookie {
+        Some(id) => {
+            let e = engine.clone();
+            blocking(move || e.load_id(&id)).await?
+        }
+        None => None,
+    };
+
+    let mut req = req;
+    if layer.csrf_guard
+        && is_unsafe(req.method())
+        && !layer.csrf_exempt.iter().any(|p| p == req.uri().path())
+    {
+        let (ok, rebuilt) = csrf_passes(&engine, loaded.as_ref().map(Session::id), req).await;
+        req = rebuilt;
+        if !ok {
+            return Ok(forbidden());
+        }
+    }
+
+    let state = Arc::new(Mutex::new(State::new(loaded)));
+    req.extensions_mut().insert(SessionHandle {
+        engine: engine.clone(),
+        state: state.clone(),
+    });
+    let mut response = inner.call(req).await.map_err(Failure::Inner)?;
+
+    let taken = lock(&state).take_for_finish();
+    let cookie = finish(&engine, taken, had_cookie.is_some()).await?;
+    if let Some(c) = cookie {
+        match HeaderValue::from_str(&c) {
+            Ok(v) => {
+                response.headers_mut().append(SET_COOKIE, v);
+            }
+            Err(e) => return Err(Error::Storage(Box::new(e)).into()),
+        }
+    }
+    Ok(response)
+}
+
+fn is_unsafe(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+}
+
+fn forbidden() -> Response {
+    (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response()
+}
+
+/// Checks the request's CSRF token against the session; gives the request
+/// back (rebuilt, if its body had to be read for a form field).
+async fn csrf_passes(
+    engine: &Engine,
+    id: Option<&SessionId>,
+    req: Request<Body>,
+) -> (bool, Request<Body>) {
+    let Some(id) = id else {
+        return (false, req);
+    };
+    if let Some(v) = req.headers().get(CSRF_HEADER) {
+        return (engine.verify_csrf(id, v.as_bytes()), req);
+    }
+    let is_form = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return (false, req);
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+        return (false, Request::from_parts(parts, Body::empty()));
+    };
+    let ok = form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == CSRF_FIELD)
+        .is_some_and(|(_, v)| engine.verify_csrf(id, v.as_bytes()));
+    (ok, Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// What a request did to its session.
+#[derive(Debug)]
+struct State {
+    /// The copy as loaded or last stored; `None` if the request had none.
+    base: Option<Session>,
+    /// The handler's working copy; `None` until one exists.
+    current: Option<Session>,
+    /// Logged out (or out everywhere) during this request.
+    destroyed: bool,
+}
+
+impl State {
+    fn new(loaded: Option<Session>) -> Self {
+        Self {
+            base: loaded.clone(),
+            current: loaded,
+            destroyed: false,
+        }
+    }
+
+    fn take_for_finish(&mut self) -> Finish {
+        Finish {
+            base: self.base.take(),
+            current: self.current.take(),
+            destroyed: self.destroyed,
+        }
+    }
+}
+
+struct Finish {
+    base: Option<Session>,
+    current: Option<Session>,
+    destroyed: bool,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A handler that panicked mid-change leaves a copy that is merely
+    // unsaved-in-part; the layer still decides from what is there.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Stores the request's changes; returns the `Set-Cookie` value to send.
+async fn finish(engine: &Arc<Engine>, f: Finish, had_cookie: bool) -> Result<Option<String>> {
+    if f.destroyed {
+        return Ok(Some(engine.removal_cookie()));
+    }
+    let Some(mut current) = f.current else {
+        // A cookie that named no live session: clear it.
+        return Ok(had_cookie.then(|| engine.removal_cookie()));
+    };
+    let e = engine.clone();
+    let saved = blocking(move || match e.save(&mut current) {
+        Ok(()) => Ok(Some(current)),
+        Err(Error::Conflict { .. }) => merge_and_save(&e, f.base.as_ref(), &current),
+        Err(Error::Gone { .. }) => Ok(None),
+        Err(other) => Err(other),
+    })
+    .await?;
+    Ok(match saved {
+        None => Some(engine.removal_cookie()),
+        Some(s) if s.is_new() => None,
+        Some(s) if s.needs_cookie() || s.was_touched() => Some(engine.set_cookie(&s)),
+        Some(_) => None,
+    })
+}
+
+/// Applies this request's changes (from `base` to `mine`) to the stored
+/// copy, through the engine's retrying update. `Ok(None)` if it is gone.
+fn merge_and_save(
+    engine: &Engine,
+    base: Option<&Session>,
+    mine: &Session,
+) -> Result<Option<Session>> {
+    let id = *mine.id();
+    if engine.update(&id, |s| rebase(s, base, mine))?.is_none() {
+        return Ok(None);
+    }
+    let mut fresh = engine.load_id(&id)?;
+    if let Some(s) = fresh.as_mut()
+        && mine.needs_cookie()
+    {
+        s.mark_renewed();
+    }
+    Ok(fresh)
+}
+
+/// The request's session, as a handler sees it.
+///
+/// Take it as a handler argument (the layer must be installed; otherwise
+/// the extractor answers 500 and logs why). Reads and writes of values
+/// work on the request's copy and are stored by the layer when the handler
+/// returns; the `async` methods reach the store at once.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    engine: Arc<Engine>,
+    state: Arc<Mutex<State>>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionHandle {
+    type Rejection = WebError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<SessionHandle>()
+            .cloned()
+            .ok_or_else(|| {
+                WebError(Error::InvalidConfig {
+                    field: "layer",
+                    reason: "SessionHandle used on a route without SessionLayer".into(),
+                })
+            })
+    }
+}
+
+impl SessionHandle {
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// The engine behind the layer.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// `true` if the request has a live session (loaded, or made during it).
+    pub fn exists(&self) -> bool {
+        self.state().current.is_some()
+    }
+
+    /// The session's id, if there is a session.
+    pub fn id(&self) -> Option<SessionId> {
+        self.state().current.as_ref().map(|s| *s.id())
+    }
+
+    /// The user the session belongs to.
+    pub fn user(&self) -> Option<String> {
+        self.state()
+            .current
+            .as_ref()
+            .and_then(|s| s.user().map(str::to_owned))
+    }
+
+    /// When the session expires unless seen again, ms since the Unix epoch.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.state().current.as_ref().map(Session::expires_at)
+    }
+
+    /// When the session was created, ms since the Unix epoch.
+    pub fn created_at(&self) -> Option<u64> {
+        self.state().current.as_ref().map(Session::created_at)
+    }
+
+    /// The value named `key`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match &self.state().current {
+            Some(s) => s.get(key),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets the value named `key`, making a session if there is none.
+    pub fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
+        let mut st = self.state();
+        if st.current.is_none() {
+            st.current = Some(self.engine.create()?);
+            st.destroyed = false;
+        }
+        match st.current.as_mut() {
+            Some(s) => s.insert(key, value),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes the value named `key`; `true` if it was there.
+    pub fn remove(&self, key: &str) -> bool {
+        self.state().current.as_mut().is_some_and(|s| s.remove(key))
+    }
+
+    /// Reads and removes the value named `key` (a flash message).
+    pub fn take<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.state().current.as_mut() {
+            Some(s) => s.take(key),
+            None => Ok(None),
+        }
+    }
+
+    /// The CSRF token of this session, if there is one (see the module
+    /// docs). It changes when the id does, at login.
+    pub fn csrf_token(&self) -> Option<String> {
+        self.id().map(|id| self.engine.csrf_token(&id))
+    }
+
+    /// Logs `user` in: a new id (the old one stops working) with the user
+    /// attached and this request's changes, stored before it returns.
+    pub async fn login(&self, user: &str) -> Result<()> {
+        let mut session = match self.state().current.take() {
+            Some(s) => s,
+            None => self.engine.create()?,
+        };
+        let (e, user) = (self.engine.clone(), user.to_owned());
+        let out = blocking(move || {
+            let r = e.login(&mut session, &user);
+            Ok((session, r))
+        })
+        .await;
+        let mut st = self.state();
+        match out {
+            Ok((session, r)) => {
+                if r.is_ok() {
+                    st.base = Some(session.clone());
+                    st.destroyed = false;
+                }
+                st.current = Some(session);
+                r
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Destroys the session; the response removes the cookie. `true` if
+    /// there was a stored session.
+    pub async fn logout(&self) -> Result<bool> {
+        let id = {
+            let mut st = self.state();
+            st.destroyed = true;
+            st.base = None;
+            st.current.take().map(|s| *s.id())
+        };
+        match id {
+            Some(id) => {
+                let e = self.engine.clone();
+                blocking(move || e.destroy_id(&id)).await
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Destroys every session of this session's user, this one included;
+    /// returns how many. No user, no change (`Ok(0)`).
+    pub async fn logout_everywhere(&self) -> Result<usize> {
+        let Some(user) = self.user() else {
+            return Ok(0);
+        };
+        {
+            let mut st = self.state();
+            st.destroyed = true;
+            st.base = None;
+            st.current = None;
+        }
+        let e = self.engine.clone();
+        blocking(move || e.destroy_user(&user, None)).await
+    }
+
+    /// The live sessions of this session's user (empty without a user).
+    pub async fn user_sessions(&self) -> Result<Vec<SessionInfo>> {
+        let Some(user) = self.user() else {
+            return Ok(Vec::new());
+        };
+        let e = self.engine.clone();
+        blocking(move || e.sessions_of(&user)).await
+    }
+
+    /// Reads, changes and stores the session at once, retried by the engine
+    /// when another request changed it in between: the way to change one
+    /// value from its old one (a counter). `f` may run more than once.
+    /// `Ok(None)` if there is no stored session. The request's own copy is
+    /// refreshed from the result, keeping its unsaved changes.
+    pub async fn update<R, F>(&self, f: F) -> Result<Option<R>>
+    where
+        F: FnMut(&mut Session) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let Some(id) = self
+            .state()
+            .current
+            .as_ref()
+            .filter(|s| !s.is_new())
+            .map(|s| *s.id())
+        else {
+            return Ok(None);
+        };
+        let e = self.engine.clone();
+        let (out, fresh) = blocking(move || {
+            let out = e.update(&id, f)?;
+            let fresh = match out {
+                Some(_) => e.load_id(&id)?,
+                None => None,
+            };
+            Ok((out, fresh))
+        })
+        .await?;
+        let mut st = self.state();
+        match fresh {
+            Some(fresh) => {
+                // Keep this request's pending changes on top of the new copy.
+                if let Some(mine) = st.current.take() {
+                    let mut rebased = fresh.clone();
+                    rebase(&mut rebased, st.base.as_ref(), &mine);
+                    st.current = Some(rebased);
+                } else {
+                    st.current = Some(fresh.clone());
+                }
+                st.base = Some(fresh);
+            }
+            None => {
+                st.current = None;
+                st.base = None;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Applies the changes from `base` to `mine` onto `onto`.
+fn rebase(onto: &mut Session, base: Option<&Session>, mine: &Session) {
+    let empty = BTreeMap::new();
+    let before = base.map_or(&empty, |b| b.raw_data());
+    for (k, v) in mine.raw_data() {
+        if before.get(k) != Some(v) {
+            onto.set_raw(k, Some(v));
+        }
+    }
+    for k in before.keys() {
+        if !mine.raw_data().contains_key(k) {
+            onto.set_raw(k, None);
+        }
+    }
+    if base.and_then(Session::user) != mine.user() {
+        // Validated when it was set on `mine`.
+        let _ = onto.set_user(mine.user());
+    }
+}
+
+/// A sessiondb error as an HTTP response: a bare 500, the error logged.
+#[derive(Debug)]
+pub struct WebError(pub Error);
+
+impl From<Error> for WebError {
+    fn from(e: Error) -> Self {
+        WebError(e)
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self.0, "session store error");
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+    }
+}

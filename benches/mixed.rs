@@ -11,7 +11,6 @@ mod contenders;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use contenders::Contender;
 
@@ -40,13 +39,7 @@ fn run(c: &Arc<dyn Contender>, cookies: &Arc<Vec<Vec<u8>>>, threads: usize, secs
             })
         })
         .collect();
-    let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(secs));
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().expect("thread");
-    }
-    ops.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    contenders::rate_over(secs, &stop, &ops, handles)
 }
 
 fn main() {

@@ -16,7 +16,6 @@ mod contenders;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use contenders::Contender;
 use sessiondb::{Durability, Engine, ManualClock};
@@ -36,13 +35,7 @@ fn run(threads: usize, secs: u64, commit: Arc<dyn Fn() + Send + Sync>) -> f64 {
             })
         })
         .collect();
-    let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(secs));
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().expect("thread");
-    }
-    commits.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    contenders::rate_over(secs, &stop, &commits, handles)
 }
 
 fn group_commit(threads: usize, secs: u64) -> f64 {

@@ -766,3 +766,21 @@ pub fn secs(default: u64) -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
 }
+
+/// Lets `handles` run for `secs`, then raises `stop`, joins them, and
+/// returns `count` per second of wall time.
+pub fn rate_over(
+    secs: u64,
+    stop: &std::sync::atomic::AtomicBool,
+    count: &std::sync::atomic::AtomicU64,
+    handles: Vec<std::thread::JoinHandle<()>>,
+) -> f64 {
+    use std::sync::atomic::Ordering;
+    let started = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().expect("thread");
+    }
+    count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}

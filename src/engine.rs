@@ -189,6 +189,24 @@ impl Session {
     }
 }
 
+fn to_record(id: SessionId, bytes: &[u8]) -> Result<SessionRecord> {
+    let (meta, body) = record::decode(bytes).map_err(|e| Error::Corrupt {
+        id_hint: id.hint(),
+        source: e,
+    })?;
+    Ok(SessionRecord {
+        id,
+        version: meta.version,
+        user: meta.user.map(str::to_owned),
+        created_at: body.created_ms,
+        last_seen: body.last_seen_ms,
+        expires_at: meta.expires_at,
+        absolute_deadline: body.absolute_deadline_ms,
+        idle_timeout_ms: body.idle_timeout_ms,
+        data: body.data,
+    })
+}
+
 fn check_user(user: &str) -> Result<()> {
     if user.is_empty() || user.len() > MAX_USER_LEN {
         return Err(Error::InvalidUser {
@@ -255,6 +273,56 @@ pub struct Stats {
     pub sweep_passes: u64,
     /// Sweeper passes that failed since open.
     pub sweep_errors: u64,
+}
+
+/// One stored session with everything in it: what operators' tools list,
+/// export and import ([`Engine::records`], [`Engine::import`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session's id.
+    pub id: SessionId,
+    /// The stored version (1 when first stored, +1 per write).
+    pub version: u64,
+    /// The user it belongs to.
+    pub user: Option<String>,
+    /// Created, ms since the Unix epoch.
+    pub created_at: u64,
+    /// Last seen (as of the last write), ms since the Unix epoch.
+    pub last_seen: u64,
+    /// When it expires unless seen again, ms since the Unix epoch.
+    pub expires_at: u64,
+    /// When it expires whatever happens, ms since the Unix epoch.
+    pub absolute_deadline: u64,
+    /// Its idle timeout, in ms.
+    pub idle_timeout_ms: u64,
+    /// Each value as stored: the bincode 2 encoding of the caller's type.
+    pub data: BTreeMap<String, Vec<u8>>,
+}
+
+impl SessionRecord {
+    /// The value named `key`, decoded as `T`; `None` if absent.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let Some(bytes) = self.data.get(key) else {
+            return Ok(None);
+        };
+        record::decode_value(bytes)
+            .map(Some)
+            .map_err(|e| Error::Decode {
+                key: key.to_owned(),
+                source: Box::new(e),
+            })
+    }
+}
+
+/// What [`Engine::import`] did with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    /// Stored.
+    Written,
+    /// A session with this id is already stored; nothing was changed.
+    Exists,
+    /// The record had already expired; nothing was written.
+    Expired,
 }
 
 pub(crate) struct Inner {
@@ -765,6 +833,66 @@ impl Engine {
         report.remaining = self.check()?;
         report.quarantined = self.inner.backend.quarantined()?;
         Ok(report)
+    }
+
+    /// One page of every stored record (live, expired awaiting the sweep, or
+    /// corrupt), in id order after `after`, each decoded or with the error
+    /// that names it. Page with the last id until a page comes back empty.
+    pub fn records(
+        &self,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, Result<SessionRecord>)>> {
+        Ok(self
+            .inner
+            .backend
+            .scan(after, limit)?
+            .into_iter()
+            .map(|(id, bytes)| (id, to_record(id, &bytes)))
+            .collect())
+    }
+
+    /// The stored record of a live session.
+    pub fn record(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
+        let now = self.inner.now();
+        match self.inner.backend.get(id, now)? {
+            Some(bytes) => {
+                let r = to_record(*id, &bytes)?;
+                Ok((r.expires_at > now).then_some(r))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a record exported from another store, exactly (id, user,
+    /// times, values; version restarts at 1). Never overwrites: an id that
+    /// is already stored is left alone. The size limit and user rules of
+    /// this engine apply.
+    pub fn import(&self, r: &SessionRecord) -> Result<Imported> {
+        let inner = &self.inner;
+        let now = inner.now();
+        if let Some(u) = r.user.as_deref() {
+            check_user(u)?;
+        }
+        let body = Body {
+            created_ms: r.created_at,
+            last_seen_ms: r.last_seen,
+            absolute_deadline_ms: r.absolute_deadline,
+            idle_timeout_ms: r.idle_timeout_ms,
+            data: r.data.clone(),
+        };
+        if body.expires_at() <= now {
+            return Ok(Imported::Expired);
+        }
+        inner.commit.check_writable()?;
+        let value = inner.encode(1, r.user.as_deref(), &body)?;
+        match inner.backend.put(&r.id, None, &value, now)? {
+            Outcome::Written => {
+                inner.after_write(Wait::AsConfigured)?;
+                Ok(Imported::Written)
+            }
+            Outcome::Conflict | Outcome::Missing => Ok(Imported::Exists),
+        }
     }
 
     /// Runs one sweeper pass now; returns how many sessions it deleted.

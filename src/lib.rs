@@ -153,9 +153,11 @@ pub use config::{Config, Durability};
 pub use cookie::{
     CookieBuilder, CookieConfig, HostPrefix, MAX_SCAN_BYTES, MAX_VERIFY, Pairs, SameSite, pairs,
 };
-pub use engine::{Engine, Recovery, RepairReport, Session, SessionInfo, Stats};
+pub use engine::{
+    Engine, Imported, Recovery, RepairReport, Session, SessionInfo, SessionRecord, Stats,
+};
 pub use error::{BoxError, Error, Result};
-pub use record::{FormatError, Meta as RecordMeta};
+pub use record::{FORMAT_VERSION, FormatError, Meta as RecordMeta};
 pub use token::{Key, KeyRing, Purpose, SessionId, TOKEN_VERSION, Token};
 
 /// The README's examples, compiled and run as doctests so they stay true.

@@ -214,6 +214,21 @@ impl Backend for MemoryBackend {
         self.atomically(|t| ops::fix(t, violation))
     }
 
+    fn scan(&self, after: Option<&SessionId>, limit: usize) -> Result<Vec<(SessionId, Vec<u8>)>> {
+        let state = self.read();
+        let mut ids: Vec<&SessionId> = state
+            .sessions
+            .keys()
+            .filter(|id| after.is_none_or(|a| *id > a))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids
+            .into_iter()
+            .take(limit)
+            .map(|id| (*id, state.sessions.get(id).cloned().unwrap_or_default()))
+            .collect())
+    }
+
     fn quarantined(&self) -> Result<u64> {
         Ok(self.read().quarantine.len() as u64)
     }

@@ -187,6 +187,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// the caller re-checks).
     fn user_sessions(&self, user: &str) -> Result<Vec<SessionId>>;
 
+    /// Up to `limit` stored records (live, expired, or not decodable) whose
+    /// ids sort after `after`, in id order: pages through the whole store
+    /// for operators' tools (listing, export).
+    fn scan(&self, after: Option<&SessionId>, limit: usize) -> Result<Vec<(SessionId, Vec<u8>)>>;
+
     /// Makes every write that has returned durable on stable storage.
     fn flush(&self) -> Result<()>;
 

@@ -456,6 +456,27 @@ impl Backend for SledBackend {
         Ok(out)
     }
 
+    fn scan(&self, after: Option<&SessionId>, limit: usize) -> Result<Vec<(SessionId, Vec<u8>)>> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(id) => Bound::Excluded(id.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for item in self.sessions.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+            let (key, value) = item.map_err(storage)?;
+            // Keys are 32-byte ids; anything else is not a session (check()
+            // reports it).
+            if let Ok(bytes) = <[u8; SessionId::LEN]>::try_from(&key[..]) {
+                out.push((SessionId::from_bytes(bytes), value.to_vec()));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn flush(&self) -> Result<()> {
         self.db.flush().map_err(storage)?;
         self.db_file

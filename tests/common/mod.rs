@@ -192,6 +192,13 @@ impl Backend for Probe {
     fn user_sessions(&self, user: &str) -> sessiondb::Result<Vec<SessionId>> {
         self.inner.user_sessions(user)
     }
+    fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> sessiondb::Result<Vec<(SessionId, Vec<u8>)>> {
+        self.inner.scan(after, limit)
+    }
     fn flush(&self) -> sessiondb::Result<()> {
         self.c.flushes.fetch_add(1, SeqCst);
         if self.c.fail_flush.load(SeqCst) {

@@ -232,8 +232,19 @@ fn export_then_import_reproduces_every_live_session() {
         );
         assert_eq!(r.get::<u64>("n").expect("decode"), Some(42));
     }
-    // Importing the same lines again would overwrite: refused, nothing written.
     drop(engine);
+    // An id that starts with `-` is still an id, not a flag.
+    let dash = sessiondb::SessionId::from_bytes([0xF8; 32]);
+    assert!(dash.to_base64().starts_with('-'));
+    let mut line: Value =
+        serde_json::from_str(lines.lines().next().expect("a line")).expect("json");
+    line["id"] = Value::String(dash.to_base64());
+    ok(tool(&["import", b], Some(line.to_string().as_bytes())));
+    let shown = json(&ok(tool(&["show", b, &dash.hint(), "--json"], None)));
+    assert_eq!(shown["id"], dash.to_base64());
+    let r = text(&ok(tool(&["revoke", b, "--id", &dash.hint()], None)).stdout);
+    assert_eq!(r.trim(), "revoked 1 session(s)");
+    // Importing the same lines again would overwrite: refused, nothing written.
     let twice = tool(&["import", b], Some(&exported.stdout));
     assert_eq!(twice.status.code(), Some(1));
     assert!(text(&twice.stderr).contains("already in the store"));

@@ -69,6 +69,8 @@ enum Command {
         /// The store's directory.
         dir: PathBuf,
         /// The session's id, or a unique prefix of it (such as its hint).
+        /// Ids may start with `-`.
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// Show the values (base64 of their encoding, and the text when a
         /// value is a string), not only their sizes.
@@ -130,8 +132,8 @@ struct Target {
     /// Every session of this user.
     #[arg(long)]
     user: Option<String>,
-    /// This session (whole id, or a unique prefix).
-    #[arg(long)]
+    /// This session (whole id, or a unique prefix; it may start with `-`).
+    #[arg(long, allow_hyphen_values = true)]
     id: Option<String>,
 }
 

@@ -46,11 +46,12 @@ else
     sustained_secs=20
 fi
 
-cargo bench --bench workloads
-cargo bench --bench mixed
-cargo bench --bench strict_commits
-SESSIONDB_BENCH_SECS=$sustained_secs cargo bench --bench sustained_writes
-cargo bench --bench scale
+# --features redis adds sessiondb's own Redis backend as a contender.
+cargo bench --features redis --bench workloads
+cargo bench --features redis --bench mixed
+cargo bench --features redis --bench strict_commits
+SESSIONDB_BENCH_SECS=$sustained_secs cargo bench --features redis --bench sustained_writes
+cargo bench --features redis --bench scale
 
 python3 benches/report.py "benches/run.sh $mode" > BENCHMARKS.md
 echo "wrote BENCHMARKS.md"

@@ -441,6 +441,15 @@ impl Engine {
         Self::start(Box::new(MemoryBackend::new()), config.validate()?)
     }
 
+    /// An engine on Redis (feature `redis`): the same API and semantics,
+    /// shared by every instance that names the same Redis and prefix. See
+    /// [`RedisBackend`](crate::RedisBackend) for what changes.
+    #[cfg(feature = "redis")]
+    pub fn open_redis(options: crate::RedisOptions, config: Config) -> Result<Self> {
+        let backend = crate::RedisBackend::open(options)?;
+        Self::with_backend(Box::new(backend), config)
+    }
+
     /// An engine on any backend.
     pub fn with_backend(backend: Box<dyn Backend>, config: Config) -> Result<Self> {
         Self::start(backend, config.validate()?)

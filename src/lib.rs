@@ -147,6 +147,8 @@ mod token;
 pub mod web;
 
 pub use backend::memory::MemoryBackend;
+#[cfg(feature = "redis")]
+pub use backend::redis::{RedisBackend, RedisOptions};
 pub use backend::{Backend, BackendStats, Outcome, Violation};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Durability};

@@ -3,11 +3,21 @@
 //! observable result must agree, and `check()` must be clean after each
 //! sequence (and after every reopen).
 
+#[cfg(feature = "redis")]
+mod common;
 mod model;
 
 use proptest::prelude::*;
 
-use model::{Op, USERS, run};
+use model::{Op, USERS};
+
+/// Sled, memory and (with the `redis` feature) Redis against the model.
+fn run(ops: &[Op]) {
+    #[cfg(feature = "redis")]
+    model::run_on(ops, Some((common::redis_url(), common::redis_prefix())));
+    #[cfg(not(feature = "redis"))]
+    model::run(ops);
+}
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![

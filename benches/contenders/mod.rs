@@ -177,6 +177,28 @@ impl SessionDb {
         }
     }
 
+    /// sessiondb on its Redis backend (feature `redis`), at `SESSIONDB_BENCH_REDIS` (under a
+    /// fresh key prefix), if that names a reachable server.
+    #[cfg(feature = "redis")]
+    pub fn redis() -> Option<Self> {
+        let url = std::env::var("SESSIONDB_BENCH_REDIS").ok()?;
+        let clock = ManualClock::new(T0);
+        let prefix = format!("bench{}", SessionId::generate().expect("rng").hint());
+        let options = sessiondb::RedisOptions::new(url).prefix(prefix);
+        match Engine::open_redis(options, config(&clock)) {
+            Ok(engine) => Some(Self {
+                name: "sessiondb-redis",
+                engine,
+                clock,
+                _dir: None,
+            }),
+            Err(e) => {
+                eprintln!("sessiondb-redis: skipped ({e})");
+                None
+            }
+        }
+    }
+
     fn pair(&self, s: &sessiondb::Session) -> Vec<u8> {
         let set = self.engine.set_cookie(s);
         set.split(';').next().expect("pair").as_bytes().to_vec()
@@ -733,6 +755,10 @@ pub fn all(strict: bool) -> Vec<Box<dyn Contender>> {
         v.push(Box::new(tower_sqlite(true)));
     }
     if let Some(r) = redis() {
+        v.push(Box::new(r));
+    }
+    #[cfg(feature = "redis")]
+    if let Some(r) = SessionDb::redis() {
         v.push(Box::new(r));
     }
     v

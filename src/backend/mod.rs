@@ -13,6 +13,8 @@ use crate::token::SessionId;
 
 pub(crate) mod memory;
 mod ops;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 pub(crate) mod sled;
 
 /// What a conditional write found.

@@ -101,6 +101,11 @@ macro_rules! on_every_backend {
             fn memory() {
                 ($body)($crate::common::Env::memory());
             }
+            #[cfg(feature = "redis")]
+            #[test]
+            fn redis() {
+                ($body)($crate::common::Env::redis());
+            }
         }
     };
 }
@@ -236,5 +241,135 @@ impl Env {
             },
             counters,
         )
+    }
+}
+
+/// A `redis-server` on 127.0.0.1 that lives as long as this handle, or
+/// until the test process ends: it runs under `sh`, which kills it when
+/// its stdin (ours) closes, so no server outlives a crashed test.
+#[cfg(feature = "redis")]
+pub struct RedisServer {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+#[cfg(feature = "redis")]
+impl RedisServer {
+    /// Starts one on `port` (0: a free one), installing redis-server with
+    /// apt-get first if it is missing.
+    pub fn start(port: u16) -> Self {
+        use std::process::{Command, Stdio};
+        let installed = |_: ()| {
+            Command::new("sh")
+                .args(["-c", "command -v redis-server"])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !installed(()) {
+            let _ = Command::new("sh")
+                .args([
+                    "-c",
+                    "apt-get install -y -qq redis-server >/dev/null 2>&1 || \
+                     (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null 2>&1",
+                ])
+                .status();
+            assert!(
+                installed(()),
+                "redis-server is missing and apt-get could not install it"
+            );
+        }
+        let port = if port == 0 {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port()
+        } else {
+            port
+        };
+        let script = format!(
+            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
+             >/dev/null 2>&1 & p=$!; cat >/dev/null; kill $p; wait $p"
+        );
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start redis-server");
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let up = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if up.is_ok() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Stops the server and waits until it is gone.
+    pub fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The Redis this test binary shares (one server; each engine under test
+/// takes its own random key prefix). `SESSIONDB_TEST_REDIS` names another.
+#[cfg(feature = "redis")]
+pub fn redis_url() -> String {
+    static SERVER: std::sync::OnceLock<(String, std::sync::Mutex<Option<RedisServer>>)> =
+        std::sync::OnceLock::new();
+    SERVER
+        .get_or_init(|| match std::env::var("SESSIONDB_TEST_REDIS") {
+            Ok(url) => (url, std::sync::Mutex::new(None)),
+            Err(_) => {
+                let server = RedisServer::start(0);
+                (server.url(), std::sync::Mutex::new(Some(server)))
+            }
+        })
+        .0
+        .clone()
+}
+
+/// A fresh key prefix, so engines sharing the server never meet.
+#[cfg(feature = "redis")]
+pub fn redis_prefix() -> String {
+    format!("t{}", sessiondb::SessionId::generate().expect("rng").hint())
+}
+
+#[cfg(feature = "redis")]
+impl Env {
+    pub fn redis() -> Self {
+        Self::redis_with(|c| c)
+    }
+
+    pub fn redis_with(f: impl FnOnce(Config) -> Config) -> Self {
+        let clock = ManualClock::new(T0);
+        let options = sessiondb::RedisOptions::new(redis_url()).prefix(redis_prefix());
+        let engine = Engine::open_redis(options, f(config(&clock))).expect("open on redis");
+        Self {
+            engine,
+            clock,
+            dir: None,
+        }
     }
 }

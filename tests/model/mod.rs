@@ -184,6 +184,9 @@ pub struct Subject {
     ids: Vec<Option<SessionId>>,
     dir: Option<tempfile::TempDir>,
     clock: ManualClock,
+    /// On Redis: the key prefix, so a reopen is a new engine on the same data.
+    #[cfg(feature = "redis")]
+    redis: Option<(String, String)>,
 }
 
 impl Subject {
@@ -279,6 +282,14 @@ impl Subject {
                     self.engine = Some(Engine::open(dir.path(), config).expect("reopen"));
                     assert!(self.engine().check().expect("check").is_empty());
                 }
+                #[cfg(feature = "redis")]
+                if let Some((url, prefix)) = &self.redis {
+                    self.engine.take().expect("open").close().expect("close");
+                    let options = sessiondb::RedisOptions::new(url.clone()).prefix(prefix.clone());
+                    let config = settings(&self.clock);
+                    self.engine = Some(Engine::open_redis(options, config).expect("reopen"));
+                    assert!(self.engine().check().expect("check").is_empty());
+                }
                 Seen::Nothing
             }
         }
@@ -308,24 +319,58 @@ impl Subject {
 }
 
 pub fn run(ops: &[Op]) {
+    run_on(ops, None);
+}
+
+/// [`run`], plus a Redis engine at `redis` (url, key prefix) as a third
+/// subject when the `redis` feature is on.
+pub fn run_on(ops: &[Op], redis: Option<(String, String)>) {
     let clock = ManualClock::new(T0);
     let dir = tempfile::tempdir().expect("temp dir");
     let sled = Engine::open(dir.path(), settings(&clock)).expect("open");
     let memory = Engine::memory(settings(&clock)).expect("open");
-    let mut subjects = [
-        Subject {
-            engine: Some(sled),
-            ids: vec![],
-            dir: Some(dir),
-            clock: clock.clone(),
-        },
-        Subject {
-            engine: Some(memory),
-            ids: vec![],
-            dir: None,
-            clock: clock.clone(),
-        },
+    #[allow(unused_mut, reason = "pushed to with the redis feature")]
+    let mut subjects = vec![
+        (
+            "sled",
+            Subject {
+                engine: Some(sled),
+                ids: vec![],
+                dir: Some(dir),
+                clock: clock.clone(),
+                #[cfg(feature = "redis")]
+                redis: None,
+            },
+        ),
+        (
+            "memory",
+            Subject {
+                engine: Some(memory),
+                ids: vec![],
+                dir: None,
+                clock: clock.clone(),
+                #[cfg(feature = "redis")]
+                redis: None,
+            },
+        ),
     ];
+    #[cfg(not(feature = "redis"))]
+    let _ = redis;
+    #[cfg(feature = "redis")]
+    if let Some((url, prefix)) = redis {
+        let options = sessiondb::RedisOptions::new(url.clone()).prefix(prefix.clone());
+        let engine = Engine::open_redis(options, settings(&clock)).expect("open on redis");
+        subjects.push((
+            "redis",
+            Subject {
+                engine: Some(engine),
+                ids: vec![],
+                dir: None,
+                clock: clock.clone(),
+                redis: Some((url, prefix)),
+            },
+        ));
+    }
     let mut model = Model::default();
     for (step, op) in ops.iter().enumerate() {
         if let Op::Advance(ms) = op {
@@ -334,7 +379,7 @@ pub fn run(ops: &[Op]) {
         let now = sessiondb::Clock::now_ms(&clock);
         let want = model.apply(op, now);
         let listing = model.listing(now);
-        for (name, subject) in ["sled", "memory"].iter().zip(&mut subjects) {
+        for (name, subject) in &mut subjects {
             let got = subject.apply(op);
             assert_eq!(got, want, "step {step} {op:?} on {name}");
             assert_eq!(
@@ -344,7 +389,8 @@ pub fn run(ops: &[Op]) {
             );
         }
     }
-    for s in &subjects {
-        assert!(s.engine().check().expect("check").is_empty());
+    for (name, s) in &subjects {
+        let found = s.engine().check().expect("check");
+        assert!(found.is_empty(), "{name}: {found:#?}");
     }
 }

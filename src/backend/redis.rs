@@ -1,0 +1,722 @@
+//! The Redis backend (feature `redis`): the same trait, for services that
+//! run several instances against one Redis.
+//!
+//! # Keys (all under a configurable prefix `P`)
+//! - `P:s:<id>`: a hash per session: `d` the stored record, `v` its
+//!   version, `u` its user (or empty), `e` its expiry (ms). Redis expires
+//!   the key itself (a TTL of the session's remaining life).
+//! - `P:x`: a sorted set of session ids scored by expiry: the `expiry`
+//!   index of the other backends, which the sweeper uses.
+//! - `P:u:<user>`: a sorted set of that user's session ids scored by expiry,
+//!   with a TTL of its newest member's remaining life.
+//! - `P:q:<id>`: records moved aside by repair (quarantine).
+//!
+//! `<id>` is the id in base64url. Ids are random, so keys spread evenly.
+//!
+//! # Atomicity and the version check
+//! Every change runs as one Lua script on the server: the script reads the
+//! stored version and the old user, compares the version, and rewrites the
+//! hash and both indexes, or does nothing. No client ever reads, decides,
+//! then writes. (Scripts build key names from the prefix, so this backend
+//! is for a single Redis or a primary with replicas, not Redis Cluster.)
+//!
+//! # Expiry
+//! Redis deletes a session's hash when its TTL runs out; the engine also
+//! re-checks the expiry on every read, so a session is never served past
+//! its time even if Redis is late, or the engine's clock runs ahead of the
+//! server's. The indexes are kept from growing: the sweeper's passes take
+//! expired ids from `P:x` and remove them (and the user entry and the hash,
+//! if Redis has not dropped it yet); every write of a user's session drops
+//! members of that user's set whose hash Redis has already expired; and a
+//! user's set itself expires with its newest member. So the sweeper has
+//! nothing to delete in normal operation, only index upkeep.
+//!
+//! # Connections
+//! A small pool of synchronous connections (the trait is synchronous, and
+//! the core crate has no async runtime): a caller takes an idle connection
+//! or opens one, and gives it back after a successful call. A call that
+//! fails on the connection drops it, so when Redis comes back the next call
+//! simply connects again. Connects and reads time out, so a dead server is
+//! an error per call, never a stuck thread.
+//!
+//! # Durability
+//! What Redis keeps across its own restarts is Redis's configuration
+//! (`appendonly yes` with `appendfsync always` or `everysec`); the engine's
+//! strict mode cannot make a write reach Redis's disk. `flush` is a no-op.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use redis::{Commands as _, Connection, Script};
+
+use super::ops::{self, Tree, Trees};
+use super::{Backend, BackendStats, Outcome, Violation, keys};
+use crate::error::{Error, Result};
+use crate::record::Meta;
+use crate::token::SessionId;
+
+/// How long a connect, read or write may take before the call fails.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Idle connections kept for reuse.
+const MAX_IDLE: usize = 32;
+/// How often an optimistic repair step retries when a writer got between.
+const FIX_RETRIES: usize = 16;
+
+/// Lua shared by the scripts. ARGV[1] is always the key prefix.
+const LIB: &str = r#"
+local P = ARGV[1]
+local X = P .. 'x'
+local function skey(id) return P .. 's:' .. id end
+local function ukey(u) return P .. 'u:' .. u end
+local function unindex(id, u)
+  redis.call('ZREM', X, id)
+  if u and u ~= '' then redis.call('ZREM', ukey(u), id) end
+end
+local function ttl(at, now)
+  local t = at - now
+  if t < 1 then t = 1 end
+  return t
+end
+local function write(id, d, v, u, e, now)
+  local k = skey(id)
+  redis.call('DEL', k)
+  redis.call('HSET', k, 'd', d, 'v', v, 'u', u, 'e', e)
+  redis.call('PEXPIRE', k, ttl(tonumber(e), now))
+  redis.call('ZADD', X, e, id)
+  if u ~= '' then
+    local uk = ukey(u)
+    -- Upkeep: members whose session Redis already expired (an expired
+    -- session still stored keeps its entry until the sweeper deletes both).
+    for _, m in ipairs(redis.call('ZRANGE', uk, '-inf', now, 'BYSCORE')) do
+      if redis.call('EXISTS', skey(m)) == 0 then redis.call('ZREM', uk, m) end
+    end
+    redis.call('ZADD', uk, e, id)
+    local top = redis.call('ZRANGE', uk, -1, -1, 'WITHSCORES')
+    redis.call('PEXPIRE', uk, ttl(tonumber(top[2]), now))
+  end
+end
+"#;
+
+/// ARGV: prefix, now, id, expected ('' = none), d, v, u, e.
+const PUT: &str = r#"
+local now, id, expected = tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local h = redis.call('HMGET', skey(id), 'v', 'u', 'e')
+if not h[1] then
+  if expected ~= '' then return 'missing' end
+else
+  local live = tonumber(h[3]) > now
+  if expected ~= '' and not live then return 'missing' end
+  if expected == '' and live then return 'conflict' end
+  if expected ~= '' and h[1] ~= expected then return 'conflict' end
+  unindex(id, h[2])
+end
+write(id, ARGV[5], ARGV[6], ARGV[7], ARGV[8], now)
+return 'written'
+"#;
+
+/// ARGV: prefix, now, old, expected, new, d, v, u, e.
+const RENAME: &str = r#"
+local now, old, expected, new = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local h = redis.call('HMGET', skey(old), 'v', 'u', 'e')
+if not h[1] or tonumber(h[3]) <= now then return 'missing' end
+if h[1] ~= expected or redis.call('EXISTS', skey(new)) == 1 then return 'conflict' end
+unindex(old, h[2])
+redis.call('DEL', skey(old))
+write(new, ARGV[6], ARGV[7], ARGV[8], ARGV[9], now)
+return 'written'
+"#;
+
+/// ARGV: prefix, id. Returns 1 if a session was deleted.
+const DELETE: &str = r#"
+local id = ARGV[2]
+local h = redis.call('HMGET', skey(id), 'v', 'u')
+unindex(id, h[2])
+if not h[1] then return 0 end
+redis.call('DEL', skey(id))
+return 1
+"#;
+
+/// ARGV: prefix, now, id. Deletes the session if it has expired by `now`;
+/// drops its index entries if Redis already expired it. Returns 1 if a
+/// stored session was deleted.
+const DELETE_IF_EXPIRED: &str = r#"
+local now, id = tonumber(ARGV[2]), ARGV[3]
+local h = redis.call('HMGET', skey(id), 'v', 'u', 'e')
+if not h[1] then
+  redis.call('ZREM', X, id)
+  return 0
+end
+if tonumber(h[3]) > now then return 0 end
+unindex(id, h[2])
+redis.call('DEL', skey(id))
+return 1
+"#;
+
+/// Options of [`RedisBackend::open`].
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// Where Redis is, as `redis://host:port/db`.
+    pub url: String,
+    /// Prepended (with a `:`) to every key, so several applications can
+    /// share one Redis. Default `sessiondb`.
+    pub prefix: String,
+}
+
+impl RedisOptions {
+    /// Options for the Redis at `url`, with the default prefix.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "sessiondb".into(),
+        }
+    }
+
+    /// Sets the key prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+}
+
+/// Sessions in Redis; see the [module docs](self) for the layout and the
+/// guarantees.
+pub struct RedisBackend {
+    client: redis::Client,
+    idle: Mutex<Vec<Connection>>,
+    /// The prefix with its `:`.
+    p: String,
+    put: Script,
+    rename: Script,
+    delete: Script,
+    delete_if_expired: Script,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("prefix", &self.p)
+            .finish_non_exhaustive()
+    }
+}
+
+fn redis_err(e: redis::RedisError) -> Error {
+    Error::Storage(Box::new(e))
+}
+
+fn b64(id: &SessionId) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+fn unb64(s: &[u8]) -> Option<SessionId> {
+    let mut out = [0u8; SessionId::LEN];
+    match URL_SAFE_NO_PAD.decode_slice(s, &mut out) {
+        Ok(SessionId::LEN) if s.len() == 43 => Some(SessionId::from_bytes(out)),
+        _ => None,
+    }
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{LIB}\n{body}"))
+}
+
+impl RedisBackend {
+    /// Connects (once, to fail early with a clear error) and loads nothing
+    /// else: scripts are sent on first use.
+    pub fn open(options: RedisOptions) -> Result<Self> {
+        if options.prefix.is_empty() || options.prefix.contains(|c: char| c.is_whitespace()) {
+            return Err(Error::InvalidConfig {
+                field: "prefix",
+                reason: "must be non-empty, without whitespace".into(),
+            });
+        }
+        let client =
+            redis::Client::open(options.url.as_str()).map_err(|e| Error::InvalidConfig {
+                field: "url",
+                reason: format!("{}: {e}", options.url),
+            })?;
+        let backend = Self {
+            client,
+            idle: Mutex::new(Vec::new()),
+            p: format!("{}:", options.prefix),
+            put: script(PUT),
+            rename: script(RENAME),
+            delete: script(DELETE),
+            delete_if_expired: script(DELETE_IF_EXPIRED),
+        };
+        backend.with(|c| redis::cmd("PING").query::<String>(c))?;
+        Ok(backend)
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        let c = self
+            .client
+            .get_connection_with_timeout(IO_TIMEOUT)
+            .map_err(redis_err)?;
+        c.set_read_timeout(Some(IO_TIMEOUT)).map_err(redis_err)?;
+        c.set_write_timeout(Some(IO_TIMEOUT)).map_err(redis_err)?;
+        Ok(c)
+    }
+
+    /// Runs `f` on a pooled connection; a connection that failed is dropped.
+    fn with<R>(&self, f: impl FnOnce(&mut Connection) -> redis::RedisResult<R>) -> Result<R> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        match f(&mut conn) {
+            Ok(r) => {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                if idle.len() < MAX_IDLE {
+                    idle.push(conn);
+                }
+                Ok(r)
+            }
+            // A server-side error (a script's) leaves the connection fine,
+            // but telling those apart is not worth a wrong guess.
+            Err(e) => Err(redis_err(e)),
+        }
+    }
+
+    fn skey(&self, id: &SessionId) -> String {
+        format!("{}s:{}", self.p, b64(id))
+    }
+
+    fn xkey(&self) -> String {
+        format!("{}x", self.p)
+    }
+
+    fn ukey(&self, user: &str) -> String {
+        format!("{}u:{user}", self.p)
+    }
+
+    fn outcome(s: &str) -> Result<Outcome> {
+        match s {
+            "written" => Ok(Outcome::Written),
+            "conflict" => Ok(Outcome::Conflict),
+            "missing" => Ok(Outcome::Missing),
+            other => Err(Error::Storage(
+                format!("unexpected script answer {other:?}").into(),
+            )),
+        }
+    }
+
+    fn meta(id: &SessionId, value: &[u8]) -> Result<(String, String, String)> {
+        let (m, _) = Meta::parse(value).map_err(|e| ops::corrupt(id, e))?;
+        Ok((
+            m.version.to_string(),
+            m.user.unwrap_or("").to_owned(),
+            m.expires_at.to_string(),
+        ))
+    }
+
+    /// Runs a script that writes `value` as session `id`, with ARGV: prefix,
+    /// now, the `lead` arguments, then the record and its version, user and
+    /// expiry (so the script never parses the record).
+    fn write(
+        &self,
+        script: &Script,
+        now_ms: u64,
+        lead: &[String],
+        id: &SessionId,
+        value: &[u8],
+    ) -> Result<Outcome> {
+        let (v, u, e) = Self::meta(id, value)?;
+        let answer: String = self.with(|c| {
+            let mut call = script.arg(&self.p);
+            call.arg(now_ms);
+            for a in lead {
+                call.arg(a);
+            }
+            call.arg(value).arg(&v).arg(&u).arg(&e).invoke(c)
+        })?;
+        Self::outcome(&answer)
+    }
+
+    /// Every key matching `pattern`, by SCAN.
+    fn scan_keys(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
+        self.with(|c| {
+            let mut out = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)?;
+                out.extend(keys);
+                if next == 0 {
+                    return Ok(out);
+                }
+                cursor = next;
+            }
+        })
+    }
+
+    /// The server's clock, in ms.
+    fn server_now(&self) -> Result<u64> {
+        let (s, us): (u64, u64) = self.with(|c| redis::cmd("TIME").query(c))?;
+        Ok(s * 1000 + us / 1000)
+    }
+}
+
+impl Backend for RedisBackend {
+    fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Vec<u8>>> {
+        let (d, e): (Option<Vec<u8>>, Option<u64>) = self.with(|c| {
+            redis::cmd("HMGET")
+                .arg(self.skey(id))
+                .arg("d")
+                .arg("e")
+                .query(c)
+        })?;
+        Ok(match (d, e) {
+            (Some(d), Some(e)) if e > now_ms => Some(d),
+            _ => None,
+        })
+    }
+
+    fn put(
+        &self,
+        id: &SessionId,
+        expected: Option<u64>,
+        value: &[u8],
+        now_ms: u64,
+    ) -> Result<Outcome> {
+        let expected = expected.map(|v| v.to_string()).unwrap_or_default();
+        self.write(&self.put, now_ms, &[b64(id), expected], id, value)
+    }
+
+    fn rename(
+        &self,
+        old: &SessionId,
+        expected: u64,
+        new: &SessionId,
+        value: &[u8],
+        now_ms: u64,
+    ) -> Result<Outcome> {
+        let lead = [b64(old), expected.to_string(), b64(new)];
+        self.write(&self.rename, now_ms, &lead, new, value)
+    }
+
+    fn delete(&self, id: &SessionId) -> Result<bool> {
+        let n: i64 = self.with(|c| self.delete.arg(&self.p).arg(b64(id)).invoke(c))?;
+        Ok(n == 1)
+    }
+
+    fn expired(&self, now_ms: u64, limit: usize) -> Result<Vec<SessionId>> {
+        let members: Vec<Vec<u8>> = self.with(|c| {
+            redis::cmd("ZRANGE")
+                .arg(self.xkey())
+                .arg("-inf")
+                .arg(now_ms)
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .query(c)
+        })?;
+        Ok(members.iter().filter_map(|m| unb64(m)).collect())
+    }
+
+    fn delete_if_expired(&self, id: &SessionId, now_ms: u64) -> Result<bool> {
+        let n: i64 = self.with(|c| {
+            self.delete_if_expired
+                .arg(&self.p)
+                .arg(now_ms)
+                .arg(b64(id))
+                .invoke(c)
+        })?;
+        Ok(n == 1)
+    }
+
+    fn user_sessions(&self, user: &str) -> Result<Vec<SessionId>> {
+        let members: Vec<Vec<u8>> = self.with(|c| c.zrange(self.ukey(user), 0, -1))?;
+        Ok(members.iter().filter_map(|m| unb64(m)).collect())
+    }
+
+    fn scan(&self, after: Option<&SessionId>, limit: usize) -> Result<Vec<(SessionId, Vec<u8>)>> {
+        // Redis has no ordered key walk: collect, sort, page. Operators'
+        // tools only; O(n) per page.
+        let prefix = format!("{}s:", self.p);
+        let mut ids: Vec<SessionId> = self
+            .scan_keys(&format!("{prefix}*"))?
+            .iter()
+            .filter_map(|k| unb64(&k[prefix.len()..]))
+            .filter(|id| after.is_none_or(|a| id > a))
+            .collect();
+        ids.sort_unstable();
+        let mut out = Vec::new();
+        for id in ids.into_iter().take(limit) {
+            let d: Option<Vec<u8>> = self.with(|c| c.hget(self.skey(&id), "d"))?;
+            if let Some(d) = d {
+                out.push((id, d));
+            }
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn stats(&self, now_ms: u64) -> Result<BackendStats> {
+        let x = self.xkey();
+        let (live, expired): (u64, u64) = self.with(|c| {
+            let live: u64 = c.zcount(&x, format!("({now_ms}"), "+inf")?;
+            let expired: u64 = c.zcount(&x, "-inf", now_ms)?;
+            Ok((live, expired))
+        })?;
+        let users = self.scan_keys(&format!("{}u:*", self.p))?.len() as u64;
+        Ok(BackendStats {
+            live_sessions: live,
+            expired_pending: expired,
+            users,
+            bytes_on_disk: 0,
+        })
+    }
+
+    fn check(&self) -> Result<Vec<Violation>> {
+        let now = self.server_now()?;
+        let sprefix = format!("{}s:", self.p);
+        let mut sessions = Vec::new();
+        let mut present = std::collections::HashSet::new();
+        for key in self.scan_keys(&format!("{sprefix}*"))? {
+            let suffix = key[sprefix.len()..].to_vec();
+            let d: Option<Vec<u8>> = self.with(|c| c.hget(&key, "d"))?;
+            let Some(d) = d else { continue };
+            match unb64(&suffix) {
+                Some(id) => {
+                    present.insert(id);
+                    sessions.push((id.as_bytes().to_vec(), d));
+                }
+                None => sessions.push((suffix, d)),
+            }
+        }
+        // An index member whose session Redis expired awaits the sweeper's
+        // upkeep; that is not a broken invariant.
+        let awaiting = |id: &SessionId, score: u64| score <= now && !present.contains(id);
+        let mut expiry = Vec::new();
+        let members: Vec<(Vec<u8>, f64)> =
+            self.with(|c| c.zrange_withscores(self.xkey(), 0, -1))?;
+        for (m, score) in members {
+            let score = score as u64;
+            match unb64(&m) {
+                Some(id) if awaiting(&id, score) => {}
+                Some(id) => expiry.push(keys::expiry(score, &id).to_vec()),
+                None => expiry.push(m),
+            }
+        }
+        let uprefix = format!("{}u:", self.p);
+        let mut users = Vec::new();
+        for key in self.scan_keys(&format!("{uprefix}*"))? {
+            let user = String::from_utf8_lossy(&key[uprefix.len()..]).into_owned();
+            let members: Vec<(Vec<u8>, f64)> = self.with(|c| c.zrange_withscores(&key, 0, -1))?;
+            for (m, score) in members {
+                match unb64(&m) {
+                    Some(id) if awaiting(&id, score as u64) => {}
+                    Some(id) => users.push(keys::user(&user, &id)),
+                    None => {
+                        let mut k = keys::user_prefix(&user);
+                        k.extend_from_slice(&m);
+                        users.push(k);
+                    }
+                }
+            }
+        }
+        Ok(ops::check(sessions, expiry, users))
+    }
+
+    fn fix(&self, violation: &Violation) -> Result<bool> {
+        for _ in 0..FIX_RETRIES {
+            let done = self.with(|c| {
+                let t = Fix {
+                    b: self,
+                    c: std::cell::RefCell::new(c),
+                    writes: std::cell::RefCell::new(redis::pipe()),
+                };
+                let changed = ops::fix(&t, violation);
+                let mut pipe = t.writes.into_inner();
+                let c = t.c.into_inner();
+                let changed = match changed {
+                    Ok(true) => true,
+                    Ok(false) => {
+                        redis::cmd("UNWATCH").query::<()>(c)?;
+                        return Ok(Some(Ok(false)));
+                    }
+                    Err(FixError::Redis(e)) => return Err(e),
+                    Err(FixError::Engine(e)) => {
+                        redis::cmd("UNWATCH").query::<()>(c)?;
+                        return Ok(Some(Err(e)));
+                    }
+                };
+                // EXEC answers nil when a watched key changed meanwhile.
+                let r: Option<()> = pipe.atomic().query(c)?;
+                Ok(r.map(|()| Ok(changed)))
+            })?;
+            if let Some(result) = done {
+                return result;
+            }
+        }
+        Err(Error::Storage(
+            "repair kept racing with writers; try again".into(),
+        ))
+    }
+
+    fn quarantined(&self) -> Result<u64> {
+        Ok(self.scan_keys(&format!("{}q:*", self.p))?.len() as u64)
+    }
+}
+
+enum FixError {
+    Redis(redis::RedisError),
+    Engine(Error),
+}
+
+/// One repair step: reads WATCH what they read; writes queue up and run in
+/// one MULTI/EXEC, which the server refuses if a watched key changed.
+struct Fix<'a> {
+    b: &'a RedisBackend,
+    c: std::cell::RefCell<&'a mut Connection>,
+    writes: std::cell::RefCell<redis::Pipeline>,
+}
+
+impl Fix<'_> {
+    fn watched_hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, FixError> {
+        let mut c = self.c.borrow_mut();
+        redis::cmd("WATCH")
+            .arg(key)
+            .query::<()>(&mut **c)
+            .map_err(FixError::Redis)?;
+        c.hget(key, field).map_err(FixError::Redis)
+    }
+
+    fn raw_skey(&self, key: &[u8]) -> Vec<u8> {
+        let mut k = format!("{}s:", self.b.p).into_bytes();
+        k.extend_from_slice(key);
+        k
+    }
+}
+
+impl Trees for Fix<'_> {
+    type Error = FixError;
+    type Bytes = Vec<u8>;
+
+    fn abort(e: Error) -> FixError {
+        FixError::Engine(e)
+    }
+
+    fn session(&self, id: &SessionId) -> Result<Option<Vec<u8>>, FixError> {
+        self.watched_hget(&self.b.skey(id), "d")
+    }
+
+    fn set_session(&self, id: &SessionId, value: &[u8]) -> Result<(), FixError> {
+        let (v, u, e) = RedisBackend::meta(id, value).map_err(FixError::Engine)?;
+        self.writes
+            .borrow_mut()
+            .hset_multiple(self.b.skey(id), &[("v", v), ("u", u), ("e", e)])
+            .ignore()
+            .hset(self.b.skey(id), "d", value)
+            .ignore();
+        Ok(())
+    }
+
+    fn remove_session(&self, id: &SessionId) -> Result<(), FixError> {
+        self.writes.borrow_mut().del(self.b.skey(id)).ignore();
+        Ok(())
+    }
+
+    fn set_expiry(&self, key: [u8; 40]) -> Result<(), FixError> {
+        if let Some((at, id)) = keys::parse_expiry(&key) {
+            self.writes
+                .borrow_mut()
+                .zadd(self.b.xkey(), b64(&id), at)
+                .ignore();
+        }
+        Ok(())
+    }
+
+    fn remove_expiry(&self, key: [u8; 40]) -> Result<(), FixError> {
+        if let Some((_, id)) = keys::parse_expiry(&key) {
+            self.writes
+                .borrow_mut()
+                .zrem(self.b.xkey(), b64(&id))
+                .ignore();
+        }
+        Ok(())
+    }
+
+    fn set_user(&self, key: Vec<u8>) -> Result<(), FixError> {
+        if let Some((user, id)) = keys::parse_user(&key) {
+            let e = self
+                .watched_hget(&self.b.skey(&id), "e")?
+                .and_then(|e| String::from_utf8(e).ok()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            self.writes
+                .borrow_mut()
+                .zadd(self.b.ukey(&user), b64(&id), e)
+                .ignore();
+        }
+        Ok(())
+    }
+
+    fn remove_user(&self, key: Vec<u8>) -> Result<(), FixError> {
+        if let Some((user, id)) = keys::parse_user(&key) {
+            self.writes
+                .borrow_mut()
+                .zrem(self.b.ukey(&user), b64(&id))
+                .ignore();
+        }
+        Ok(())
+    }
+
+    fn remove_raw(&self, tree: Tree, key: &[u8]) -> Result<(), FixError> {
+        let mut w = self.writes.borrow_mut();
+        match tree {
+            Tree::Sessions => {
+                w.del(self.raw_skey(key)).ignore();
+            }
+            Tree::Expiry => {
+                w.zrem(self.b.xkey(), key).ignore();
+            }
+            Tree::Users => {
+                // user_prefix(user) ++ member: a u16 length, the user, the rest.
+                if let Some((len, rest)) = key.split_first_chunk::<2>() {
+                    let n = usize::from(u16::from_be_bytes(*len));
+                    if rest.len() >= n {
+                        let (user, member) = rest.split_at(n);
+                        let mut k = format!("{}u:", self.b.p).into_bytes();
+                        k.extend_from_slice(user);
+                        w.zrem(k, member).ignore();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn session_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, FixError> {
+        let k = self.raw_skey(key);
+        let mut c = self.c.borrow_mut();
+        redis::cmd("WATCH")
+            .arg(&k)
+            .query::<()>(&mut **c)
+            .map_err(FixError::Redis)?;
+        c.hget(k, "d").map_err(FixError::Redis)
+    }
+
+    fn quarantine(&self, key: &[u8], value: &[u8]) -> Result<(), FixError> {
+        let name = match <[u8; 32]>::try_from(key) {
+            Ok(id) => b64(&SessionId::from_bytes(id)),
+            Err(_) => URL_SAFE_NO_PAD.encode(key),
+        };
+        self.writes
+            .borrow_mut()
+            .hset(format!("{}q:{name}", self.b.p), "d", value)
+            .ignore();
+        Ok(())
+    }
+}

@@ -1,48 +1,4 @@
-//! The Redis backend (feature `redis`): the same trait, for services that
-//! run several instances against one Redis.
-//!
-//! # Keys (all under a configurable prefix `P`)
-//! - `P:s:<id>`: a hash per session: `d` the stored record, `v` its
-//!   version, `u` its user (or empty), `e` its expiry (ms). Redis expires
-//!   the key itself (a TTL of the session's remaining life).
-//! - `P:x`: a sorted set of session ids scored by expiry: the `expiry`
-//!   index of the other backends, which the sweeper uses.
-//! - `P:u:<user>`: a sorted set of that user's session ids scored by expiry,
-//!   with a TTL of its newest member's remaining life.
-//! - `P:q:<id>`: records moved aside by repair (quarantine).
-//!
-//! `<id>` is the id in base64url. Ids are random, so keys spread evenly.
-//!
-//! # Atomicity and the version check
-//! Every change runs as one Lua script on the server: the script reads the
-//! stored version and the old user, compares the version, and rewrites the
-//! hash and both indexes, or does nothing. No client ever reads, decides,
-//! then writes. (Scripts build key names from the prefix, so this backend
-//! is for a single Redis or a primary with replicas, not Redis Cluster.)
-//!
-//! # Expiry
-//! Redis deletes a session's hash when its TTL runs out; the engine also
-//! re-checks the expiry on every read, so a session is never served past
-//! its time even if Redis is late, or the engine's clock runs ahead of the
-//! server's. The indexes are kept from growing: the sweeper's passes take
-//! expired ids from `P:x` and remove them (and the user entry and the hash,
-//! if Redis has not dropped it yet); every write of a user's session drops
-//! members of that user's set whose hash Redis has already expired; and a
-//! user's set itself expires with its newest member. So the sweeper has
-//! nothing to delete in normal operation, only index upkeep.
-//!
-//! # Connections
-//! A small pool of synchronous connections (the trait is synchronous, and
-//! the core crate has no async runtime): a caller takes an idle connection
-//! or opens one, and gives it back after a successful call. A call that
-//! fails on the connection drops it, so when Redis comes back the next call
-//! simply connects again. Connects and reads time out, so a dead server is
-//! an error per call, never a stuck thread.
-//!
-//! # Durability
-//! What Redis keeps across its own restarts is Redis's configuration
-//! (`appendonly yes` with `appendfsync always` or `everysec`); the engine's
-//! strict mode cannot make a write reach Redis's disk. `flush` is a no-op.
+//! The Redis backend (feature `redis`); see [`RedisBackend`].
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -180,8 +136,51 @@ impl RedisOptions {
     }
 }
 
-/// Sessions in Redis; see the [module docs](self) for the layout and the
-/// guarantees.
+/// Sessions in Redis, for services that run several instances against one
+/// Redis. Open it with [`Engine::open_redis`](crate::Engine::open_redis).
+///
+/// # Keys (all under a configurable prefix `P`)
+/// - `P:s:<id>`: a hash per session: `d` the stored record, `v` its
+///   version, `u` its user (or empty), `e` its expiry (ms). Redis expires
+///   the key itself (a TTL of the session's remaining life).
+/// - `P:x`: a sorted set of session ids scored by expiry: the `expiry`
+///   index of the other backends, which the sweeper uses.
+/// - `P:u:<user>`: a sorted set of that user's session ids scored by expiry,
+///   with a TTL of its newest member's remaining life.
+/// - `P:q:<id>`: records moved aside by repair (quarantine).
+///
+/// `<id>` is the id in base64url. Ids are random, so keys spread evenly.
+///
+/// # Atomicity and the version check
+/// Every change runs as one Lua script on the server: the script reads the
+/// stored version and the old user, compares the version, and rewrites the
+/// hash and both indexes, or does nothing. No client ever reads, decides,
+/// then writes. (Scripts build key names from the prefix, so this backend
+/// is for a single Redis or a primary with replicas, not Redis Cluster.)
+///
+/// # Expiry
+/// Redis deletes a session's hash when its TTL runs out; the engine also
+/// re-checks the expiry on every read, so a session is never served past
+/// its time even if Redis is late, or the engine's clock runs ahead of the
+/// server's. The indexes are kept from growing: the sweeper's passes take
+/// expired ids from `P:x` and remove them (and the user entry and the hash,
+/// if Redis has not dropped it yet); every write of a user's session drops
+/// members of that user's set whose hash Redis has already expired; and a
+/// user's set itself expires with its newest member. So the sweeper has
+/// nothing to delete in normal operation, only index upkeep.
+///
+/// # Connections
+/// A small pool of synchronous connections (the trait is synchronous, and
+/// the core crate has no async runtime): a caller takes an idle connection
+/// or opens one, and gives it back after a successful call. A call that
+/// fails on the connection drops it, so when Redis comes back the next call
+/// simply connects again. Connects and reads time out, so a dead server is
+/// an error per call, never a stuck thread.
+///
+/// # Durability
+/// What Redis keeps across its own restarts is Redis's configuration
+/// (`appendonly yes` with `appendfsync always` or `everysec`); the engine's
+/// strict mode cannot make a write reach Redis's disk. `flush` is a no-op.
 pub struct RedisBackend {
     client: redis::Client,
     idle: Mutex<Vec<Connection>>,

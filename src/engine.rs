@@ -375,6 +375,20 @@ impl Inner {
         self.after_write(Wait::Never)
     }
 
+    /// In strict mode, waits until every write noted so far is durable
+    /// (at once if it already is). For calls that changed nothing
+    /// themselves but report a state someone else's write made: a destroy
+    /// that finds the session already deleted by the sweeper (whose deletes
+    /// never wait) must not return before that delete is on disk, or a
+    /// crash could bring back a session the caller was told is gone.
+    fn settle(&self) -> Result<()> {
+        if self.s.durability != Durability::Strict {
+            return Ok(());
+        }
+        let seq = self.commit.last_written();
+        self.commit.wait_durable(seq, || self.backend.flush())
+    }
+
     fn encode(&self, version: u64, user: Option<&str>, body: &Body) -> Result<Vec<u8>> {
         let bytes = record::encode(version, user, body).map_err(|e| Error::Encode {
             key: "<record>".to_owned(),
@@ -679,12 +693,16 @@ impl Engine {
         self.destroy_id(&session.id)
     }
 
-    /// Deletes the session with this id; `true` if it existed.
+    /// Deletes the session with this id; `true` if it existed. In strict
+    /// mode it returns once the session's absence is durable, also when
+    /// another write (a sweep) had already deleted it.
     pub fn destroy_id(&self, id: &SessionId) -> Result<bool> {
         self.inner.commit.check_writable()?;
         let existed = self.inner.backend.delete(id)?;
         if existed {
             self.inner.after_write(Wait::AsConfigured)?;
+        } else {
+            self.inner.settle()?;
         }
         Ok(existed)
     }
@@ -758,6 +776,8 @@ impl Engine {
         }
         if n > 0 {
             self.inner.after_write(Wait::AsConfigured)?;
+        } else {
+            self.inner.settle()?;
         }
         Ok(n)
     }

@@ -30,6 +30,21 @@
 //! aborts another's write. Under concurrency the cost of a transaction is
 //! shared by everyone in the batch, as group commit shares the `fsync`.
 //!
+//! # Write-behind
+//!
+//! A writer does not wait for the committer either. A write's outcome
+//! (written, conflict, missing) depends only on the `sessions` tree, so the
+//! writer decides it at once, under one lock, against the tree with the
+//! writes still queued laid over it, and returns. The committer applies
+//! the queue in the same order, still one transaction per batch over every
+//! tree a write touches, and compares each outcome with the one the writer
+//! was given; a difference or a failed transaction stops the store (every
+//! later call gets an error) rather than let it hold something other than
+//! what it acknowledged. Loads look at the queue before the tree; index
+//! reads (sweeps, per-user queries, scans, check) and flushes wait for the
+//! queue to drain, so strict mode's flush still covers every write it
+//! acknowledges. At most 1024 writes wait; past that, writers wait too.
+//!
 //! # Durability
 //!
 //! sled's `flush()` writes its buffers with `sync_file_range`, which neither
@@ -39,10 +54,12 @@
 //! then `fsync` of blob files written since the last flush and of
 //! `DIR/blobs`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional as _, TransactionalTree,
@@ -79,6 +96,8 @@ pub struct SledBackend {
     db_file: File,
     /// Queue to the committer thread; `None` once stopped.
     commit: Option<crossbeam_channel::Sender<Request>>,
+    /// Writes handed to the committer and not yet applied (see `Behind`).
+    behind: Arc<Behind>,
     committer: Option<std::thread::JoinHandle<()>>,
     /// Held for the life of the backend: its `flock` is the store's lock.
     _marker: File,
@@ -184,9 +203,11 @@ impl SledBackend {
             users.clone(),
             quarantine.clone(),
         );
+        let behind = Arc::new(Behind::default());
+        let committer_behind = behind.clone();
         let committer = std::thread::Builder::new()
             .name("sessiondb-commit".into())
-            .spawn(move || run_committer(&trees, &queue))
+            .spawn(move || run_committer(&trees, &queue, &committer_behind))
             .map_err(io_err(dir))?;
         Ok(Self {
             path: dir.to_owned(),
@@ -197,6 +218,7 @@ impl SledBackend {
             quarantine,
             db_file,
             commit: Some(commit),
+            behind,
             committer: Some(committer),
             was_clean,
             _marker: marker,
@@ -204,28 +226,76 @@ impl SledBackend {
         })
     }
 
-    /// Hands writes to the committer and waits for their outcomes, in order.
-    /// Submitting several at once lets them share one transaction.
+    /// Decides each write's outcome now, against the stored trees plus the
+    /// writes still queued, and hands it to the committer without waiting
+    /// for it to be applied (see `Behind`). The committer applies the
+    /// writes in the same order, so it reaches the same outcomes.
     fn submit(&self, ops: Vec<WriteOp>) -> Result<Vec<Done>> {
         let Some(commit) = &self.commit else {
             return Err(Error::Closed);
         };
-        let mut waiting = Vec::with_capacity(ops.len());
+        let mut out = Vec::with_capacity(ops.len());
+        let mut st = self.behind.lock();
         for op in ops {
-            let (reply, answer) = crossbeam_channel::bounded(1);
-            commit
-                .send(Request { op, reply })
-                .map_err(|_| committer_gone())?;
-            waiting.push(answer);
+            // Backpressure: a bounded backlog bounds memory and how long a
+            // flush (which drains it) can take.
+            while st.issued - st.applied >= MAX_BEHIND && st.failed.is_none() {
+                st = self.behind.wait(st);
+            }
+            if let Some(why) = &st.failed {
+                return Err(failed(why));
+            }
+            let view = View {
+                b: self,
+                ov: &st,
+                local: RefCell::new(HashMap::new()),
+            };
+            let done = match predict(&view, &op) {
+                Ok(done) => done,
+                // This write's own error (a corrupt record): nothing queued.
+                Err(ViewError::Op(e)) => {
+                    out.push(Err(e));
+                    continue;
+                }
+                Err(ViewError::Storage(e)) => return Err(e),
+            };
+            let changes = view.local.into_inner();
+            if !changes.is_empty() {
+                st.issued += 1;
+                let seq = st.issued;
+                for (id, value) in changes {
+                    st.map.insert(id, (seq, value.map(Arc::from)));
+                }
+                commit
+                    .send(Request {
+                        op,
+                        seq,
+                        predicted: done,
+                    })
+                    .map_err(|_| committer_gone())?;
+            }
+            out.push(Ok(done));
         }
-        waiting
-            .into_iter()
-            .map(|answer| answer.recv().map_err(|_| committer_gone())?)
-            .collect()
+        drop(st);
+        out.into_iter().collect()
     }
 
     fn submit_one(&self, op: WriteOp) -> Result<Done> {
         self.submit(vec![op])?.pop().ok_or_else(committer_gone)
+    }
+
+    /// Waits until every write handed over so far is applied to the trees:
+    /// before reading an index, and before a flush.
+    fn drain(&self) -> Result<()> {
+        let mut st = self.behind.lock();
+        let target = st.issued;
+        while st.applied < target && st.failed.is_none() {
+            st = self.behind.wait(st);
+        }
+        match &st.failed {
+            Some(why) => Err(failed(why)),
+            None => Ok(()),
+        }
     }
 
     fn sync_blobs(&self) -> Result<()> {
@@ -364,11 +434,25 @@ impl Trees for Txn<'_> {
 
 impl Backend for SledBackend {
     fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Vec<u8>>> {
-        let Some(value) = self.sessions.get(id.as_bytes()).map_err(storage)? else {
-            return Ok(None);
+        let queued = {
+            let st = self.behind.lock();
+            if let Some(why) = &st.failed {
+                return Err(failed(why));
+            }
+            st.map.get(id).map(|(_, v)| v.clone())
+        };
+        // Not queued: the tree has the newest value (a write queued after
+        // the look is concurrent with this read).
+        let value = match queued {
+            Some(Some(v)) => v.to_vec(),
+            Some(None) => return Ok(None),
+            None => match self.sessions.get(id.as_bytes()).map_err(storage)? {
+                Some(v) => v.to_vec(),
+                None => return Ok(None),
+            },
         };
         let (meta, _) = Meta::parse(&value).map_err(|e| ops::corrupt(id, e))?;
-        Ok((meta.expires_at > now_ms).then(|| value.to_vec()))
+        Ok((meta.expires_at > now_ms).then_some(value))
     }
 
     fn put(
@@ -410,6 +494,7 @@ impl Backend for SledBackend {
     }
 
     fn expired(&self, now_ms: u64, limit: usize) -> Result<Vec<SessionId>> {
+        self.drain()?;
         // Keys up to and including `now_ms ++ 0xff..`, in time order.
         let end = keys::expiry(now_ms, &SessionId::from_bytes([0xff; 32]));
         let mut out = Vec::new();
@@ -446,6 +531,7 @@ impl Backend for SledBackend {
     }
 
     fn user_sessions(&self, user: &str) -> Result<Vec<SessionId>> {
+        self.drain()?;
         let mut out = Vec::new();
         for item in self.users.scan_prefix(keys::user_prefix(user)) {
             let (key, _) = item.map_err(storage)?;
@@ -458,6 +544,7 @@ impl Backend for SledBackend {
 
     fn scan(&self, after: Option<&SessionId>, limit: usize) -> Result<Vec<(SessionId, Vec<u8>)>> {
         use std::ops::Bound;
+        self.drain()?;
         let start = match after {
             Some(id) => Bound::Excluded(id.as_bytes().to_vec()),
             None => Bound::Unbounded,
@@ -478,6 +565,7 @@ impl Backend for SledBackend {
     }
 
     fn flush(&self) -> Result<()> {
+        self.drain()?;
         self.db.flush().map_err(storage)?;
         self.db_file
             .sync_data()
@@ -486,6 +574,7 @@ impl Backend for SledBackend {
     }
 
     fn stats(&self, now_ms: u64) -> Result<BackendStats> {
+        self.drain()?;
         let end = keys::expiry(now_ms, &SessionId::from_bytes([0xff; 32]));
         let expired_pending = self.expiry.range(..=&end[..]).count() as u64;
         let mut users = 0u64;
@@ -507,6 +596,7 @@ impl Backend for SledBackend {
     }
 
     fn fix(&self, violation: &Violation) -> Result<bool> {
+        self.drain()?;
         let result = (&self.sessions, &self.expiry, &self.users, &self.quarantine).transaction(
             |(s, e, u, q)| match ops::fix(&Txn { s, e, u, q }, violation) {
                 Ok(changed) => Ok(Ok(changed)),
@@ -522,6 +612,7 @@ impl Backend for SledBackend {
     }
 
     fn quarantined(&self) -> Result<u64> {
+        self.drain()?;
         Ok(self.quarantine.len() as u64)
     }
 
@@ -537,6 +628,7 @@ impl Backend for SledBackend {
     }
 
     fn check(&self) -> Result<Vec<Violation>> {
+        self.drain()?;
         fn all(tree: &sled::Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
             tree.iter()
                 .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
@@ -584,6 +676,7 @@ enum WriteOp {
 }
 
 /// A write's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Done {
     Outcome(Outcome),
     Deleted(bool),
@@ -607,7 +700,10 @@ impl Done {
 
 struct Request {
     op: WriteOp,
-    reply: crossbeam_channel::Sender<Result<Done>>,
+    /// Its place in the order writes were decided in.
+    seq: u64,
+    /// The outcome the caller was given.
+    predicted: Done,
 }
 
 fn committer_gone() -> Error {
@@ -621,6 +717,7 @@ const MAX_BATCH: usize = 1024;
 fn run_committer(
     (sessions, expiry, users, quarantine): &(sled::Tree, sled::Tree, sled::Tree, sled::Tree),
     queue: &crossbeam_channel::Receiver<Request>,
+    behind: &Behind,
 ) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
@@ -640,23 +737,173 @@ fn run_committer(
             }
             Ok::<_, ConflictableTransactionError<()>>(out)
         });
-        match result {
-            Ok(outcomes) => {
-                for (request, outcome) in batch.iter().zip(outcomes) {
-                    let _ = request.reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                let e = match e {
-                    TransactionError::Storage(e) => e,
-                    TransactionError::Abort(()) => {
-                        sled::Error::ReportableBug("sessiondb batch aborted".into())
-                    }
-                };
-                for request in &batch {
-                    let _ = request.reply.send(Err(storage(e.clone())));
-                }
-            }
+        // The callers were answered already: any difference from what they
+        // were told, or a failed transaction, means acknowledged writes are
+        // not what the store holds, and the store refuses all further work.
+        let failure = match result {
+            Ok(outcomes) => batch
+                .iter()
+                .zip(outcomes)
+                .find(|(r, got)| got.as_ref().ok() != Some(&r.predicted))
+                .map(|(r, got)| {
+                    format!(
+                        "write {} was answered {:?} but applied as {got:?}",
+                        r.seq, r.predicted
+                    )
+                }),
+            Err(e) => Some(format!("a batch of writes failed to apply: {e:?}")),
+        };
+        let last = batch.last().map_or(0, |r| r.seq);
+        let mut st = behind.lock();
+        if let Some(why) = failure {
+            st.failed.get_or_insert(why);
+        }
+        st.applied = st.applied.max(last);
+        let applied = st.applied;
+        st.map.retain(|_, (seq, _)| *seq > applied);
+        drop(st);
+        behind.progress.notify_all();
+    }
+}
+
+/// Writes decided and handed to the committer but not yet applied.
+///
+/// A write's outcome (conflict, missing, written) depends only on the
+/// `sessions` tree, so `submit` decides it at once, under this lock,
+/// against the tree plus the queued writes (`map`), and returns without
+/// waiting for sled. The committer applies the queue in the same order and
+/// checks it reaches the same outcomes. Reads of a session look here
+/// first; reads of the index trees first wait for the queue to drain.
+/// Relaxed mode thus acknowledges a write before sled has it (within the
+/// same bound of unflushed writes as before); strict mode's flush drains
+/// the queue before it syncs, so what it acknowledges is on disk.
+#[derive(Debug, Default)]
+struct Behind {
+    state: Mutex<Overlay>,
+    progress: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Overlay {
+    /// Per session: the newest queued write's sequence number and value
+    /// (`None`: deleted).
+    map: HashMap<SessionId, Queued>,
+    /// The sequence number of the last write handed over.
+    issued: u64,
+    /// Every write up to this one has been applied.
+    applied: u64,
+    /// Set when a queued write could not be applied as answered.
+    failed: Option<String>,
+}
+
+impl Behind {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Overlay> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(
+        &self,
+        guard: std::sync::MutexGuard<'a, Overlay>,
+    ) -> std::sync::MutexGuard<'a, Overlay> {
+        self.progress.wait(guard).unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A queued write's sequence number and the value it leaves (`None`:
+/// the session is deleted).
+type Queued = (u64, Option<Arc<[u8]>>);
+
+/// The most writes queued and not yet applied before writers wait.
+const MAX_BEHIND: u64 = 1024;
+
+fn failed(why: &str) -> Error {
+    Error::Storage(format!("the store stopped taking writes: {why}").into())
+}
+
+/// The trees as a queued write would find them: the `sessions` tree with
+/// the queued writes and this write's own changes laid over it. Index
+/// changes are the committer's business.
+struct View<'a> {
+    b: &'a SledBackend,
+    ov: &'a Overlay,
+    local: RefCell<HashMap<SessionId, Option<Vec<u8>>>>,
+}
+
+enum ViewError {
+    Storage(Error),
+    Op(Error),
+}
+
+impl Trees for View<'_> {
+    type Error = ViewError;
+    type Bytes = Vec<u8>;
+
+    fn abort(e: Error) -> ViewError {
+        ViewError::Op(e)
+    }
+    fn session(&self, id: &SessionId) -> std::result::Result<Option<Vec<u8>>, ViewError> {
+        if let Some(v) = self.local.borrow().get(id) {
+            return Ok(v.clone());
+        }
+        if let Some((_, v)) = self.ov.map.get(id) {
+            return Ok(v.as_deref().map(<[u8]>::to_vec));
+        }
+        self.b
+            .sessions
+            .get(id.as_bytes())
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| ViewError::Storage(storage(e)))
+    }
+    fn set_session(&self, id: &SessionId, value: &[u8]) -> std::result::Result<(), ViewError> {
+        self.local.borrow_mut().insert(*id, Some(value.to_vec()));
+        Ok(())
+    }
+    fn remove_session(&self, id: &SessionId) -> std::result::Result<(), ViewError> {
+        self.local.borrow_mut().insert(*id, None);
+        Ok(())
+    }
+    fn set_expiry(&self, _: [u8; 40]) -> std::result::Result<(), ViewError> {
+        Ok(())
+    }
+    fn remove_expiry(&self, _: [u8; 40]) -> std::result::Result<(), ViewError> {
+        Ok(())
+    }
+    fn set_user(&self, _: Vec<u8>) -> std::result::Result<(), ViewError> {
+        Ok(())
+    }
+    fn remove_user(&self, _: Vec<u8>) -> std::result::Result<(), ViewError> {
+        Ok(())
+    }
+    fn remove_raw(&self, _: Tree, _: &[u8]) -> std::result::Result<(), ViewError> {
+        Ok(())
+    }
+    fn session_raw(&self, _: &[u8]) -> std::result::Result<Option<Vec<u8>>, ViewError> {
+        Ok(None)
+    }
+    fn quarantine(&self, _: &[u8], _: &[u8]) -> std::result::Result<(), ViewError> {
+        Ok(())
+    }
+}
+
+/// Decides one write against the view, as `apply` will in the transaction.
+fn predict(t: &View<'_>, op: &WriteOp) -> std::result::Result<Done, ViewError> {
+    match op {
+        WriteOp::Put {
+            id,
+            expected,
+            value,
+            now,
+        } => ops::put(t, id, *expected, value, *now).map(Done::Outcome),
+        WriteOp::Rename {
+            old,
+            expected,
+            new,
+            value,
+            now,
+        } => ops::rename(t, old, *expected, new, value, *now).map(Done::Outcome),
+        WriteOp::Delete { id } => ops::delete(t, id).map(Done::Deleted),
+        WriteOp::DeleteIfExpired { id, now } => {
+            ops::delete_if_expired(t, id, *now).map(Done::Deleted)
         }
     }
 }

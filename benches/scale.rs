@@ -5,7 +5,10 @@
 //! - with `full`: a sweep of 100k and of 1M expired sessions (its time, and
 //!   the p50/p99 of two concurrent readers during it against idle);
 //!   process RSS and bytes on disk per live session at 1M; reopen time of
-//!   the 1M store and time to its first served load.
+//!   the 1M store and time to its first served load;
+//! - the floor under these: bare sled, no engine, at the same sizes (random
+//!   gets, and deleting every record with its expiry entry in transactions
+//!   of 1000).
 //!
 //! `cargo bench --bench scale` (the `full` run takes about ten minutes).
 //! Prints Markdown, and JSON lines to `$SESSIONDB_BENCH_OUT` when set.
@@ -217,6 +220,90 @@ fn sweep(out: &mut Out, n: usize) {
     );
 }
 
+/// The floor under `latency_at` and `sweep`: bare sled with no engine in
+/// front, the same cache, `n` records of the engine's size and their expiry
+/// entries. Random gets of live ids (p50, p99), then deleting all `n` as a
+/// sweep must: in transactions of 1000 over both trees, each re-reading the
+/// record first. No readers run during the deletes.
+fn floor(n: usize, len: usize) {
+    use sled::Transactional as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(128 * 1024 * 1024)
+        .flush_every_ms(Some(500))
+        .open()
+        .expect("sled");
+    let sessions = db.open_tree("sessions").expect("tree");
+    let expiry = db.open_tree("expiry").expect("tree");
+    let value = vec![0x5a_u8; len];
+    let mut entries: Vec<([u8; 32], [u8; 40])> = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let id = *sessiondb::SessionId::generate().expect("id").as_bytes();
+        let mut key = [0u8; 40];
+        key[..8].copy_from_slice(&(contenders::T0 + i).to_be_bytes());
+        key[8..].copy_from_slice(&id);
+        entries.push((id, key));
+    }
+    for chunk in entries.chunks(1000) {
+        let (mut s, mut e) = (sled::Batch::default(), sled::Batch::default());
+        for (id, key) in chunk {
+            s.insert(&id[..], &value[..]);
+            e.insert(&key[..], &[][..]);
+        }
+        sessions.apply_batch(s).expect("fill");
+        expiry.apply_batch(e).expect("fill");
+    }
+    db.flush().expect("flush");
+    let mut x = 7u64;
+    let mut loads: Vec<f64> = (0..50_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (id, _) = &entries[(x % n as u64) as usize];
+            let t = Instant::now();
+            let v = sessions.get(id).expect("get");
+            let us = t.elapsed().as_secs_f64() * 1e6;
+            assert!(v.is_some());
+            us
+        })
+        .collect();
+    let t = Instant::now();
+    for chunk in entries.chunks(1000) {
+        (&sessions, &expiry)
+            .transaction(|(s, e)| {
+                for (id, key) in chunk {
+                    if s.get(id)?.is_some() {
+                        s.remove(&id[..])?;
+                        e.remove(&key[..])?;
+                    }
+                }
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .expect("delete");
+    }
+    db.flush().expect("flush");
+    let delete_s = t.elapsed().as_secs_f64();
+    assert!(sessions.is_empty() && expiry.is_empty());
+    contenders::emit(
+        "scale",
+        &format!("floor_{n}"),
+        "sled",
+        &[
+            ("sessions", n as f64),
+            ("load_p50_us", pct(&mut loads, 0.50)),
+            ("load_p99_us", pct(&mut loads, 0.99)),
+            ("delete_all_s", delete_s),
+        ],
+    );
+    println!(
+        "  bare sled at {n}: get p50 {:.1} µs, p99 {:.1} µs; deleting all {n}: {delete_s:.2} s",
+        pct(&mut loads, 0.50),
+        pct(&mut loads, 0.99)
+    );
+}
+
 /// RSS and disk per live session at `n`; reopen and first load.
 fn memory(out: &mut Out, n: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -254,7 +341,7 @@ fn main() {
         return;
     }
     let full = std::env::var("SESSIONDB_BENCH_SCALE").as_deref() == Ok("full");
-    // `SESSIONDB_BENCH_ONLY=memory,latency,sweep` runs a subset.
+    // `SESSIONDB_BENCH_ONLY=memory,latency,floor,sweep` runs a subset.
     let only = std::env::var("SESSIONDB_BENCH_ONLY").ok();
     let part = |name: &str| {
         only.as_deref()
@@ -274,8 +361,14 @@ fn main() {
         sizes.push(1_000_000);
     }
     if part("latency") {
-        for n in sizes {
+        for &n in &sizes {
             latency_at(&mut out, n);
+        }
+    }
+    if part("floor") {
+        let len = contenders::record_len();
+        for &n in &sizes {
+            floor(n, len);
         }
     }
     if part("sweep") {

@@ -4,6 +4,13 @@
 //! sled's buffers fill for the whole run and the final flush shows the
 //! stall a caller would meet; the bound exists to prevent it.
 //!
+//! Two floors run beside it, on bare sled with no engine in front: what
+//! sled alone takes to store a session record and its expiry entry, in
+//! transactions of 1024 over two trees (the cheapest way to keep DESIGN's
+//! invariants atomically), and as two plain inserts with no atomicity at
+//! all. The engine cannot beat the first on this machine; the ratio to it
+//! is the engine's own cost.
+//!
 //! `cargo bench --bench sustained_writes` (SESSIONDB_BENCH_SECS per run,
 //! default 20; the targets are stated for 60).
 
@@ -81,6 +88,72 @@ fn run(threads: usize, bound: Option<usize>, secs: u64) {
     );
 }
 
+/// Bare sled, one thread: a random 32-byte key with a record of `len`
+/// bytes, and its expiry entry, per create; flushed every 1000 creates as
+/// the engine's backlog bound does.
+fn floor(transactional: bool, len: usize, secs: u64) {
+    use sled::Transactional as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(128 * 1024 * 1024)
+        .flush_every_ms(Some(500))
+        .open()
+        .expect("sled");
+    let sessions = db.open_tree("sessions").expect("tree");
+    let expiry = db.open_tree("expiry").expect("tree");
+    let value = vec![0x5a_u8; len];
+    let mut at = contenders::T0;
+    let mut n = 0u64;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        let batch: Vec<([u8; 32], [u8; 40])> = (0..1000)
+            .map(|_| {
+                let id = *sessiondb::SessionId::generate().expect("id").as_bytes();
+                at += 1;
+                let mut key = [0u8; 40];
+                key[..8].copy_from_slice(&at.to_be_bytes());
+                key[8..].copy_from_slice(&id);
+                (id, key)
+            })
+            .collect();
+        if transactional {
+            (&sessions, &expiry)
+                .transaction(|(s, e)| {
+                    for (id, key) in &batch {
+                        if s.get(id)?.is_none() {
+                            s.insert(&id[..], &value[..])?;
+                            e.insert(&key[..], &[][..])?;
+                        }
+                    }
+                    Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+                })
+                .expect("transaction");
+        } else {
+            for (id, key) in &batch {
+                sessions.insert(&id[..], &value[..]).expect("insert");
+                expiry.insert(&key[..], &[][..]).expect("insert");
+            }
+        }
+        db.flush().expect("flush");
+        n += batch.len() as u64;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let name = if transactional {
+        "floor_sled_transactions"
+    } else {
+        "floor_sled_plain_inserts"
+    };
+    println!("| {name} | {len}-byte records | {n} | {rate:.0} | | | | |");
+    contenders::emit(
+        "sustained",
+        name,
+        "sled",
+        &[("secs", secs as f64), ("creates_per_s", rate)],
+    );
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -94,4 +167,7 @@ fn main() {
     run(1, Some(1000), secs);
     run(8, Some(1000), secs);
     run(1, None, secs);
+    let len = contenders::record_len();
+    floor(true, len, secs);
+    floor(false, len, secs);
 }

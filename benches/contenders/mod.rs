@@ -810,3 +810,22 @@ pub fn rate_over(
     }
     count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
+
+/// The size of the record the engine stores for one benchmark session.
+pub fn record_len() -> usize {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::new(T0);
+    {
+        let engine = Engine::open(dir.path(), config(&clock)).expect("open");
+        let mut s = engine.create().expect("create");
+        for (k, v) in fields() {
+            s.insert(k, &v).expect("insert");
+        }
+        engine.save(&mut s).expect("save");
+        engine.close().expect("close");
+    }
+    let db = sled::open(dir.path()).expect("sled");
+    let sessions = db.open_tree("sessions").expect("tree");
+    let (_, value) = sessions.first().expect("read").expect("one session");
+    value.len()
+}

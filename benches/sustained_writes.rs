@@ -105,6 +105,7 @@ fn floor(transactional: bool, len: usize, secs: u64) {
     let value = vec![0x5a_u8; len];
     let mut at = contenders::T0;
     let mut n = 0u64;
+    let mut slowest = Duration::ZERO;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(secs);
     while Instant::now() < deadline {
@@ -118,6 +119,7 @@ fn floor(transactional: bool, len: usize, secs: u64) {
                 (id, key)
             })
             .collect();
+        let t = Instant::now();
         if transactional {
             (&sessions, &expiry)
                 .transaction(|(s, e)| {
@@ -137,6 +139,7 @@ fn floor(transactional: bool, len: usize, secs: u64) {
             }
         }
         db.flush().expect("flush");
+        slowest = slowest.max(t.elapsed());
         n += batch.len() as u64;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
@@ -145,12 +148,19 @@ fn floor(transactional: bool, len: usize, secs: u64) {
     } else {
         "floor_sled_plain_inserts"
     };
-    println!("| {name} | {len}-byte records | {n} | {rate:.0} | | | | |");
+    let slowest_ms = slowest.as_secs_f64() * 1000.0;
+    println!(
+        "| {name} | {len}-byte records | {n} | {rate:.0} | | | slowest 1000: {slowest_ms:.1} ms | |"
+    );
     contenders::emit(
         "sustained",
         name,
         "sled",
-        &[("secs", secs as f64), ("creates_per_s", rate)],
+        &[
+            ("secs", secs as f64),
+            ("creates_per_s", rate),
+            ("slowest_batch_ms", slowest_ms),
+        ],
     );
 }
 

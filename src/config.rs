@@ -12,8 +12,10 @@ use crate::token::KeyRing;
 /// When a write counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Durability {
-    /// A write returns once it is in sled's log in memory; sled writes it to
-    /// disk in the background every [`Config::flush_every`], and the engine
+    /// A write returns once it is decided and queued in memory (the sled
+    /// backend applies its queue of writes in batched transactions on one
+    /// thread; loads see the queue); sled writes to disk in the background
+    /// every [`Config::flush_every`], and the engine
     /// flushes after [`Config::max_unflushed_writes`] writes at the latest.
     /// A crash loses at most that window of writes, never tears one, never
     /// breaks an index.
@@ -151,7 +153,9 @@ impl Config {
         self
     }
 
-    /// sled's page cache, in bytes. Default 128 MiB.
+    /// Memory for caching the store, in bytes. Default 128 MiB. An eighth
+    /// of it keeps recently used records whole in front of sled (their
+    /// loads skip sled altogether); the rest is sled's page cache.
     pub fn cache_capacity(mut self, bytes: u64) -> Self {
         self.cache_capacity = bytes;
         self

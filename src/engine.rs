@@ -425,8 +425,11 @@ impl Engine {
         let backend = SledBackend::open(
             dir.as_ref(),
             SledOptions {
-                cache_capacity: s.cache_capacity,
+                // An eighth of the budget holds whole records in front of
+                // sled (loads of them skip sled's lock), the rest is sled's.
+                cache_capacity: s.cache_capacity - s.cache_capacity / 8,
                 flush_every_ms: Some(s.flush_every_ms),
+                session_cache_bytes: usize::try_from(s.cache_capacity / 8).unwrap_or(usize::MAX),
             },
         )?;
         let was_clean = backend.was_clean;

@@ -348,12 +348,69 @@ mod tests {
         races(&memory::MemoryBackend::new());
     }
 
+    /// Loads racing writes through a cache small enough to evict all
+    /// along: a load never sees a version older than one already
+    /// acknowledged (a stale record cached from a slow read would).
+    #[test]
+    fn sled_loads_never_go_back_behind_acknowledged_writes() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        const SESSIONS: usize = 64;
+        const ROUNDS: u64 = 60;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let opts = sled::SledOptions {
+            cache_capacity: 1 << 20,
+            flush_every_ms: None,
+            session_cache_bytes: 2048,
+        };
+        let b = sled::SledBackend::open(dir.path(), opts).expect("open");
+        let ids: Vec<SessionId> = (0..SESSIONS)
+            .map(|i| SessionId::from_bytes([u8::try_from(i).expect("small") + 1; 32]))
+            .collect();
+        let acked: Vec<AtomicU64> = (0..SESSIONS).map(|_| AtomicU64::new(0)).collect();
+        let done = AtomicBool::new(false);
+        let reads = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for r in 0..3 {
+                let (b, ids, acked, done, reads) = (&b, &ids, &acked, &done, &reads);
+                scope.spawn(move || {
+                    let mut i = r;
+                    while !done.load(Ordering::Acquire) {
+                        i = (i * 7 + 3) % SESSIONS;
+                        let floor = acked[i].load(Ordering::Acquire);
+                        let got = b.get(&ids[i], 0).expect("get");
+                        let version = got.map_or(0, |v| {
+                            crate::record::Meta::parse(&v).expect("meta").0.version
+                        });
+                        assert!(
+                            version >= floor,
+                            "session {i}: loaded version {version} after {floor} was acknowledged"
+                        );
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            for version in 1..=ROUNDS {
+                for (i, id) in ids.iter().enumerate() {
+                    let expected = (version > 1).then_some(version - 1);
+                    let v = value(version, u64::MAX, None);
+                    assert_eq!(b.put(id, expected, &v, 0).expect("put"), Outcome::Written);
+                    acked[i].store(version, Ordering::Release);
+                }
+            }
+            done.store(true, Ordering::Release);
+        });
+        assert!(reads.load(Ordering::Relaxed) > 0);
+        assert!(b.check().expect("check").is_empty());
+    }
+
     #[test]
     fn sled_survives_the_races() {
         let dir = tempfile::tempdir().expect("temp dir");
         let opts = sled::SledOptions {
             cache_capacity: 1 << 20,
             flush_every_ms: None,
+            // Small enough that the races evict all along.
+            session_cache_bytes: 4096,
         };
         races(&sled::SledBackend::open(dir.path(), opts).expect("open"));
     }

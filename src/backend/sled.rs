@@ -55,7 +55,7 @@
 //! `DIR/blobs`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -81,6 +81,8 @@ const CLEAN: &str = "CLEAN";
 pub(crate) struct SledOptions {
     pub cache_capacity: u64,
     pub flush_every_ms: Option<u64>,
+    /// Bytes of records kept in memory in front of sled (see `Overlay`).
+    pub session_cache_bytes: usize,
 }
 
 /// Sessions in sled trees; see the [module docs](self).
@@ -203,7 +205,13 @@ impl SledBackend {
             users.clone(),
             quarantine.clone(),
         );
-        let behind = Arc::new(Behind::default());
+        let behind = Arc::new(Behind {
+            state: Mutex::new(Overlay {
+                capacity: opts.session_cache_bytes,
+                ..Overlay::default()
+            }),
+            progress: std::sync::Condvar::new(),
+        });
         let committer_behind = behind.clone();
         let committer = std::thread::Builder::new()
             .name("sessiondb-commit".into())
@@ -264,7 +272,7 @@ impl SledBackend {
                 st.issued += 1;
                 let seq = st.issued;
                 for (id, value) in changes {
-                    st.map.insert(id, (seq, value.map(Arc::from)));
+                    st.put(id, seq, value.map(Arc::from));
                 }
                 commit
                     .send(Request {
@@ -276,6 +284,7 @@ impl SledBackend {
             }
             out.push(Ok(done));
         }
+        st.evict();
         drop(st);
         out.into_iter().collect()
     }
@@ -434,20 +443,30 @@ impl Trees for Txn<'_> {
 
 impl Backend for SledBackend {
     fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Vec<u8>>> {
-        let queued = {
-            let st = self.behind.lock();
+        let (cached, issued, epoch) = {
+            let mut st = self.behind.lock();
             if let Some(why) = &st.failed {
                 return Err(failed(why));
             }
-            st.map.get(id).map(|(_, v)| v.clone())
+            let (issued, epoch) = (st.issued, st.epoch);
+            let cached = st.map.get_mut(id).map(|e| {
+                e.hot = true;
+                e.value.clone()
+            });
+            (cached, issued, epoch)
         };
-        // Not queued: the tree has the newest value (a write queued after
+        // Not in memory: the tree has the newest value (a write queued after
         // the look is concurrent with this read).
-        let value = match queued {
+        let value = match cached {
             Some(Some(v)) => v.to_vec(),
             Some(None) => return Ok(None),
             None => match self.sessions.get(id.as_bytes()).map_err(storage)? {
-                Some(v) => v.to_vec(),
+                Some(v) => {
+                    #[cfg(test)]
+                    tests::between_read_and_fill();
+                    self.behind.lock().fill(id, &v, issued, epoch);
+                    v.to_vec()
+                }
                 None => return Ok(None),
             },
         };
@@ -597,6 +616,9 @@ impl Backend for SledBackend {
 
     fn fix(&self, violation: &Violation) -> Result<bool> {
         self.drain()?;
+        // This changes the trees behind the cache's back: forget what it
+        // read, and any read in flight.
+        self.behind.lock().forget_reads();
         let result = (&self.sessions, &self.expiry, &self.users, &self.quarantine).transaction(
             |(s, e, u, q)| match ops::fix(&Txn { s, e, u, q }, violation) {
                 Ok(changed) => Ok(Ok(changed)),
@@ -759,8 +781,7 @@ fn run_committer(
             st.failed.get_or_insert(why);
         }
         st.applied = st.applied.max(last);
-        let applied = st.applied;
-        st.map.retain(|_, (seq, _)| *seq > applied);
+        st.evict();
         drop(st);
         behind.progress.notify_all();
     }
@@ -777,7 +798,16 @@ fn run_committer(
 /// Relaxed mode thus acknowledges a write before sled has it (within the
 /// same bound of unflushed writes as before); strict mode's flush drains
 /// the queue before it syncs, so what it acknowledges is on disk.
-#[derive(Debug, Default)]
+///
+/// The same map is a read cache: an applied write stays in it, and so does
+/// a record a load read from the tree, until the cache is over its byte
+/// budget (CLOCK: a load marks an entry; eviction passes over a marked one
+/// once). A queued write is never evicted. A record read from the tree is
+/// cached only if no write to any session that was issued after the read
+/// began has been evicted since (`newest_evicted`): every write to this
+/// session issued before is in the tree by then, and every write after is
+/// either still in the map, where it wins, or counted there.
+#[derive(Debug)]
 struct Behind {
     state: Mutex<Overlay>,
     progress: std::sync::Condvar,
@@ -785,9 +815,20 @@ struct Behind {
 
 #[derive(Debug, Default)]
 struct Overlay {
-    /// Per session: the newest queued write's sequence number and value
-    /// (`None`: deleted).
-    map: HashMap<SessionId, Queued>,
+    /// Per session: its newest value, queued or cached.
+    map: HashMap<SessionId, Entry>,
+    /// Eviction order: (id, generation); a slot whose generation is not
+    /// its entry's is stale and skipped.
+    ring: VecDeque<(SessionId, u64)>,
+    next_gen: u64,
+    /// What `map` and `ring` hold, by `cost`.
+    bytes: usize,
+    /// The budget of `bytes`; queued writes may go over it.
+    capacity: usize,
+    /// The highest write sequence number evicted so far.
+    newest_evicted: u64,
+    /// Bumped when the trees change other than through the queue.
+    epoch: u64,
     /// The sequence number of the last write handed over.
     issued: u64,
     /// Every write up to this one has been applied.
@@ -809,9 +850,96 @@ impl Behind {
     }
 }
 
-/// A queued write's sequence number and the value it leaves (`None`:
-/// the session is deleted).
-type Queued = (u64, Option<Arc<[u8]>>);
+/// A session's newest value (`None`: deleted) and the sequence number of
+/// the write that left it (0: read from the tree).
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    value: Option<Arc<[u8]>>,
+    /// Loaded since the eviction hand last passed.
+    hot: bool,
+    generation: u64,
+}
+
+/// Bookkeeping bytes counted per entry and per ring slot.
+const ENTRY_COST: usize = 96;
+const SLOT_COST: usize = 40;
+
+fn cost(e: &Entry) -> usize {
+    ENTRY_COST + e.value.as_ref().map_or(0, |v| v.len())
+}
+
+impl Overlay {
+    /// Records `id`'s newest value, left by write `seq` (0: read).
+    fn put(&mut self, id: SessionId, seq: u64, value: Option<Arc<[u8]>>) {
+        self.next_gen += 1;
+        let entry = Entry {
+            seq,
+            value,
+            hot: false,
+            generation: self.next_gen,
+        };
+        self.bytes += cost(&entry) + SLOT_COST;
+        if let Some(old) = self.map.insert(id, entry) {
+            self.bytes -= cost(&old);
+        }
+        self.ring.push_back((id, self.next_gen));
+    }
+
+    /// Caches a record read from the tree, if that is safe (see `Behind`):
+    /// `issued` and `epoch` are as they were when the read began.
+    fn fill(&mut self, id: &SessionId, value: &[u8], issued: u64, epoch: u64) {
+        if self.capacity == 0
+            || self.map.contains_key(id)
+            || self.newest_evicted > issued
+            || self.epoch != epoch
+        {
+            return;
+        }
+        self.put(*id, 0, Some(Arc::from(value)));
+        self.evict();
+    }
+
+    /// Evicts applied entries until within the budget.
+    fn evict(&mut self) {
+        // Every slot is looked at at most twice (once to clear its mark).
+        let mut budget = 2 * self.ring.len() + 1;
+        while self.bytes > self.capacity && budget > 0 {
+            budget -= 1;
+            let Some((id, generation)) = self.ring.pop_front() else {
+                break;
+            };
+            self.bytes -= SLOT_COST;
+            let Some(e) = self.map.get_mut(&id) else {
+                continue;
+            };
+            if e.generation != generation {
+                continue;
+            }
+            if e.seq > self.applied || e.hot {
+                e.hot = false;
+                self.ring.push_back((id, generation));
+                self.bytes += SLOT_COST;
+                continue;
+            }
+            self.newest_evicted = self.newest_evicted.max(e.seq);
+            self.bytes -= cost(e);
+            self.map.remove(&id);
+        }
+    }
+
+    /// Drops every cached entry (queued writes stay) and refuses fills of
+    /// reads already in flight.
+    fn forget_reads(&mut self) {
+        let applied = self.applied;
+        self.map.retain(|_, e| e.seq > applied);
+        self.epoch += 1;
+        let map = &self.map;
+        self.ring
+            .retain(|(id, g)| map.get(id).is_some_and(|e| e.generation == *g));
+        self.bytes = self.map.values().map(cost).sum::<usize>() + self.ring.len() * SLOT_COST;
+    }
+}
 
 /// The most writes queued and not yet applied before writers wait.
 const MAX_BEHIND: u64 = 1024;
@@ -845,8 +973,8 @@ impl Trees for View<'_> {
         if let Some(v) = self.local.borrow().get(id) {
             return Ok(v.clone());
         }
-        if let Some((_, v)) = self.ov.map.get(id) {
-            return Ok(v.as_deref().map(<[u8]>::to_vec));
+        if let Some(e) = self.ov.map.get(id) {
+            return Ok(e.value.as_deref().map(<[u8]>::to_vec));
         }
         self.b
             .sessions
@@ -933,5 +1061,79 @@ fn apply(t: &Txn<'_>, op: &WriteOp) -> Result<Result<Done>, UnabortableTransacti
         Ok(done) => Ok(Ok(done)),
         Err(TxError::Op(e)) => Ok(Err(e)),
         Err(TxError::Storage(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    thread_local! {
+        static BETWEEN: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+
+    /// Runs the hook a test set, once, where a load has read the tree and
+    /// not yet cached what it read.
+    pub(crate) fn between_read_and_fill() {
+        if let Some(f) = BETWEEN.with(|b| b.borrow_mut().take()) {
+            f();
+        }
+    }
+
+    fn record(version: u64) -> Vec<u8> {
+        let body = crate::record::Body {
+            last_seen_ms: 1_000,
+            absolute_deadline_ms: u64::MAX,
+            idle_timeout_ms: 1_000_000,
+            ..crate::record::Body::default()
+        };
+        crate::record::encode(version, None, &body).expect("encode")
+    }
+
+    fn version(b: &SledBackend, id: &SessionId) -> u64 {
+        let v = b.get(id, 0).expect("get").expect("present");
+        Meta::parse(&v).expect("meta").0.version
+    }
+
+    /// A load reads version 1 from the tree; before it caches it, version 2
+    /// is written, applied and evicted. The load must not cache version 1.
+    #[test]
+    fn a_slow_load_does_not_cache_what_a_write_replaced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let opts = SledOptions {
+            cache_capacity: 1 << 20,
+            flush_every_ms: None,
+            session_cache_bytes: 1024,
+        };
+        let b = Arc::new(SledBackend::open(dir.path(), opts).expect("open"));
+        let a = SessionId::from_bytes([1; 32]);
+        // Enough other sessions to push everything else out of the cache.
+        fn churn(b: &SledBackend, from: u8) {
+            for i in 0..32u8 {
+                let id = SessionId::from_bytes([from.wrapping_add(i); 32]);
+                b.put(&id, None, &record(1), 0).expect("put");
+            }
+            b.flush().expect("flush");
+        }
+        b.put(&a, None, &record(1), 0).expect("put");
+        b.flush().expect("flush");
+        churn(&b, 10);
+        {
+            let b = b.clone();
+            BETWEEN.with(|h| {
+                *h.borrow_mut() = Some(Box::new(move || {
+                    let v2 = record(2);
+                    assert_eq!(b.put(&a, Some(1), &v2, 0).expect("put"), Outcome::Written);
+                    b.flush().expect("flush");
+                    churn(&b, 100);
+                }));
+            });
+        }
+        // This load read version 1 before the write; it may return it.
+        let first = version(&b, &a);
+        assert!(first == 1 || first == 2);
+        assert_eq!(version(&b, &a), 2, "a stale read was cached");
     }
 }

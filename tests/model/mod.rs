@@ -27,6 +27,9 @@ pub fn settings(clock: &ManualClock) -> Config {
         .idle_timeout(Duration::from_millis(IDLE))
         .absolute_timeout(Duration::from_millis(ABSOLUTE))
         .touch_threshold(Duration::from_millis(TOUCH))
+        // A cache this small (1 KiB of it holds records in front of sled)
+        // evicts all along, so its bookkeeping is under test too.
+        .cache_capacity(8 * 1024)
 }
 
 /// One step of a sequence. Slots are indexes into the sessions created so

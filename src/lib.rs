@@ -76,7 +76,9 @@
 //! # Durability and crash guarantees
 //!
 //! - **Relaxed** ([`Durability::Relaxed`], the default): a write returns once
-//!   sled has it in memory. sled writes to disk every
+//!   it is decided and queued in memory; one thread applies the queue to
+//!   sled in batched transactions, and loads see it at once. sled writes to
+//!   disk every
 //!   [`Config::flush_every`] (500 ms), and the engine flushes after
 //!   [`Config::max_unflushed_writes`] (1000) writes at the latest, so the
 //!   backlog, and the time any flush takes, stay bounded. A process crash or

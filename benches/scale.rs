@@ -227,15 +227,7 @@ fn sweep(out: &mut Out, n: usize) {
 /// record first. No readers run during the deletes.
 fn floor(n: usize, len: usize) {
     use sled::Transactional as _;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = sled::Config::new()
-        .path(dir.path())
-        .cache_capacity(128 * 1024 * 1024)
-        .flush_every_ms(Some(500))
-        .open()
-        .expect("sled");
-    let sessions = db.open_tree("sessions").expect("tree");
-    let expiry = db.open_tree("expiry").expect("tree");
+    let (_dir, db, sessions, expiry) = contenders::bare_sled();
     let value = vec![0x5a_u8; len];
     let mut entries: Vec<([u8; 32], [u8; 40])> = Vec::with_capacity(n);
     for i in 0..n as u64 {

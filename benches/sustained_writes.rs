@@ -93,15 +93,7 @@ fn run(threads: usize, bound: Option<usize>, secs: u64) {
 /// the engine's backlog bound does.
 fn floor(transactional: bool, len: usize, secs: u64) {
     use sled::Transactional as _;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = sled::Config::new()
-        .path(dir.path())
-        .cache_capacity(128 * 1024 * 1024)
-        .flush_every_ms(Some(500))
-        .open()
-        .expect("sled");
-    let sessions = db.open_tree("sessions").expect("tree");
-    let expiry = db.open_tree("expiry").expect("tree");
+    let (_dir, db, sessions, expiry) = contenders::bare_sled();
     let value = vec![0x5a_u8; len];
     let mut at = contenders::T0;
     let mut n = 0u64;

@@ -105,15 +105,7 @@ impl Session {
 
     /// The value named `key`, decoded as `T`; `None` if absent.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let Some(bytes) = self.body.data.get(key) else {
-            return Ok(None);
-        };
-        record::decode_value(bytes)
-            .map(Some)
-            .map_err(|e| Error::Decode {
-                key: key.to_owned(),
-                source: Box::new(e),
-            })
+        decode_named(&self.body.data, key)
     }
 
     /// Sets the value named `key`.
@@ -302,15 +294,7 @@ pub struct SessionRecord {
 impl SessionRecord {
     /// The value named `key`, decoded as `T`; `None` if absent.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let Some(bytes) = self.data.get(key) else {
-            return Ok(None);
-        };
-        record::decode_value(bytes)
-            .map(Some)
-            .map_err(|e| Error::Decode {
-                key: key.to_owned(),
-                source: Box::new(e),
-            })
+        decode_named(&self.data, key)
     }
 }
 
@@ -969,4 +953,20 @@ impl Drop for Engine {
             let _ = self.inner.backend.close();
         }
     }
+}
+
+/// The value named `key` in a session's data, decoded as `T`.
+fn decode_named<T: DeserializeOwned>(
+    data: &BTreeMap<String, Vec<u8>>,
+    key: &str,
+) -> Result<Option<T>> {
+    let Some(bytes) = data.get(key) else {
+        return Ok(None);
+    };
+    record::decode_value(bytes)
+        .map(Some)
+        .map_err(|e| Error::Decode {
+            key: key.to_owned(),
+            source: Box::new(e),
+        })
 }

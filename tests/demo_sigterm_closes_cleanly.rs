@@ -4,22 +4,14 @@
 //! just before the signal, in relaxed mode, is still there.
 #![cfg(feature = "axum")]
 
+mod common;
+
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sessiondb::{Config, Engine, Key, KeyRing};
-
-fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    profile_dir.join("examples").join("demo")
-}
 
 fn post_login(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -44,7 +36,7 @@ fn stops_cleanly_on(signal: &str) {
         .expect("free port")
         .port();
     let key = [9u8; 32];
-    let mut child = Command::new(demo_binary())
+    let mut child = Command::new(common::demo_binary())
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(&data)
         .env("SESSIONDB_KEY", base64_key(&key))

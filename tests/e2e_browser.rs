@@ -10,9 +10,11 @@
 //! logged-in page to `docs/demo.png`.
 #![cfg(feature = "axum")]
 
+mod common;
+
 use std::io::Read as _;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,22 +39,6 @@ fn wait_for_port(port: u16, what: &str) {
     }
 }
 
-/// The demo binary, built by `cargo test` next to this test's own binary.
-fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let demo = profile_dir.join("examples").join("demo");
-    assert!(
-        demo.exists(),
-        "{} missing: run with --all-features so cargo builds the demo",
-        demo.display()
-    );
-    demo
-}
-
 struct Demo {
     child: Child,
     port: u16,
@@ -62,7 +48,7 @@ impl Demo {
     fn start(data: &Path, extra: &[&str]) -> Self {
         let port = free_port();
         let log = std::fs::File::create(data.with_extension(format!("{port}.log"))).expect("log");
-        let child = Command::new(demo_binary())
+        let child = Command::new(common::demo_binary())
             .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
             .args(extra)

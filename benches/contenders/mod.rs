@@ -829,3 +829,18 @@ pub fn record_len() -> usize {
     let (_, value) = sessions.first().expect("read").expect("one session");
     value.len()
 }
+
+/// A bare sled store for the floor runs, with the engine's default cache
+/// budget, and its `sessions` and `expiry` trees.
+pub fn bare_sled() -> (tempfile::TempDir, sled::Db, sled::Tree, sled::Tree) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(128 * 1024 * 1024)
+        .flush_every_ms(Some(500))
+        .open()
+        .expect("sled");
+    let sessions = db.open_tree("sessions").expect("tree");
+    let expiry = db.open_tree("expiry").expect("tree");
+    (dir, db, sessions, expiry)
+}

@@ -741,6 +741,21 @@ fn run_committer(
     queue: &crossbeam_channel::Receiver<Request>,
     behind: &Behind,
 ) {
+    /// If this thread dies (a panic inside sled), writers waiting for it
+    /// must get an error, not wait forever.
+    struct OnPanic<'a>(&'a Behind);
+    impl Drop for OnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0
+                    .lock()
+                    .failed
+                    .get_or_insert_with(|| "the committer thread panicked".to_owned());
+                self.0.progress.notify_all();
+            }
+        }
+    }
+    let _guard = OnPanic(behind);
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -881,7 +896,7 @@ impl Overlay {
         };
         self.bytes += cost(&entry) + SLOT_COST;
         if let Some(old) = self.map.insert(id, entry) {
-            self.bytes -= cost(&old);
+            self.bytes = self.bytes.saturating_sub(cost(&old));
         }
         self.ring.push_back((id, self.next_gen));
     }
@@ -909,7 +924,7 @@ impl Overlay {
             let Some((id, generation)) = self.ring.pop_front() else {
                 break;
             };
-            self.bytes -= SLOT_COST;
+            self.bytes = self.bytes.saturating_sub(SLOT_COST);
             let Some(e) = self.map.get_mut(&id) else {
                 continue;
             };
@@ -923,7 +938,7 @@ impl Overlay {
                 continue;
             }
             self.newest_evicted = self.newest_evicted.max(e.seq);
-            self.bytes -= cost(e);
+            self.bytes = self.bytes.saturating_sub(cost(e));
             self.map.remove(&id);
         }
     }
@@ -1013,8 +1028,9 @@ impl Trees for View<'_> {
     }
 }
 
-/// Decides one write against the view, as `apply` will in the transaction.
-fn predict(t: &View<'_>, op: &WriteOp) -> std::result::Result<Done, ViewError> {
+/// Runs one write's logic over any view of the trees: the overlay when
+/// `submit` decides it, the transaction when the committer applies it.
+fn run_op<T: Trees>(t: &T, op: &WriteOp) -> std::result::Result<Done, T::Error> {
     match op {
         WriteOp::Put {
             id,
@@ -1036,27 +1052,14 @@ fn predict(t: &View<'_>, op: &WriteOp) -> std::result::Result<Done, ViewError> {
     }
 }
 
+/// Decides one write against the view, as `apply` will in the transaction.
+fn predict(t: &View<'_>, op: &WriteOp) -> std::result::Result<Done, ViewError> {
+    run_op(t, op)
+}
+
 /// Applies one write inside the batch's transaction.
 fn apply(t: &Txn<'_>, op: &WriteOp) -> Result<Result<Done>, UnabortableTransactionError> {
-    let result = match op {
-        WriteOp::Put {
-            id,
-            expected,
-            value,
-            now,
-        } => ops::put(t, id, *expected, value, *now).map(Done::Outcome),
-        WriteOp::Rename {
-            old,
-            expected,
-            new,
-            value,
-            now,
-        } => ops::rename(t, old, *expected, new, value, *now).map(Done::Outcome),
-        WriteOp::Delete { id } => ops::delete(t, id).map(Done::Deleted),
-        WriteOp::DeleteIfExpired { id, now } => {
-            ops::delete_if_expired(t, id, *now).map(Done::Deleted)
-        }
-    };
+    let result = run_op(t, op);
     match result {
         Ok(done) => Ok(Ok(done)),
         Err(TxError::Op(e)) => Ok(Err(e)),

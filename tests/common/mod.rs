@@ -373,3 +373,19 @@ impl Env {
         }
     }
 }
+
+/// The demo binary, built by `cargo test` next to this test's own binary.
+pub fn demo_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>");
+    let demo = profile_dir.join("examples").join("demo");
+    assert!(
+        demo.exists(),
+        "{} missing: run with --all-features so cargo builds the demo",
+        demo.display()
+    );
+    demo
+}

@@ -48,6 +48,7 @@ pub struct Config {
     cookie: CookieBuilder,
     clock: Arc<dyn Clock>,
     cache_capacity: u64,
+    max_sessions_per_user: usize,
 }
 
 impl Config {
@@ -68,6 +69,7 @@ impl Config {
             cookie: CookieBuilder::default(),
             clock: Arc::new(SystemClock),
             cache_capacity: 128 * 1024 * 1024,
+            max_sessions_per_user: 100,
         }
     }
 
@@ -161,6 +163,18 @@ impl Config {
         self
     }
 
+    /// The most sessions one user keeps: a login past it destroys that
+    /// user's oldest sessions (never the one logging in). Default 100: more
+    /// browsers and devices than one person uses at once, while one account
+    /// (or one stolen password run in a loop) can hold at most 100 ×
+    /// [`max_session_bytes`](Self::max_session_bytes) of the store (6.4 MiB
+    /// at the defaults), and listing or logging out a user reads at most
+    /// that many records. Must be at least 1.
+    pub fn max_sessions_per_user(mut self, n: usize) -> Self {
+        self.max_sessions_per_user = n;
+        self
+    }
+
     /// Checks every setting; the one place configuration can fail.
     pub(crate) fn validate(self) -> Result<Settings> {
         let bad = |field, reason: &str| {
@@ -198,6 +212,9 @@ impl Config {
         if self.max_unflushed_writes == 0 {
             return bad("max_unflushed_writes", "must not be zero");
         }
+        if self.max_sessions_per_user == 0 {
+            return bad("max_sessions_per_user", "must be at least 1");
+        }
         let cookie = self.cookie.build()?;
         Ok(Settings {
             ring: self.ring,
@@ -214,6 +231,7 @@ impl Config {
             cookie,
             clock: self.clock,
             cache_capacity: self.cache_capacity,
+            max_sessions_per_user: self.max_sessions_per_user,
         })
     }
 }
@@ -235,4 +253,5 @@ pub(crate) struct Settings {
     pub cookie: CookieConfig,
     pub clock: Arc<dyn Clock>,
     pub cache_capacity: u64,
+    pub max_sessions_per_user: usize,
 }

@@ -4,11 +4,11 @@
 //! coalescing, size limits, version checks and retries, durability, and the
 //! sweeper thread.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,25 +28,49 @@ use crate::token::{KeyRing, Purpose, SessionId};
 const UPDATE_RETRIES: usize = 64;
 /// Lock stripes for [`Engine::update`]; ids are random, so any byte spreads.
 const UPDATE_STRIPES: usize = 64;
+/// Ids read from a user's index at a time: per-user work never holds more.
+const USER_PAGE: usize = 256;
 
 /// One session, as loaded or created. Change it, then [`Engine::save`] it.
 ///
 /// A `Session` is a copy: two requests holding copies of one session cannot
 /// both save changes; the second gets [`Error::Conflict`] (see
 /// [`Engine::update`] for the retrying form).
-#[derive(Debug, Clone)]
+///
+/// Its user is set only by [`Engine::login`], which also changes the id, and
+/// removed only by destroying the session: nothing else changes who a
+/// session belongs to.
+///
+/// `Debug` shows the id's hint and counts, never the values or the user.
+#[derive(Clone)]
 pub struct Session {
     id: SessionId,
     /// The stored version this copy was read at; `None` if never stored.
     version: Option<u64>,
     user: Option<String>,
     body: Body,
+    /// Values set (`Some`) or removed (`None`) since this copy was read or
+    /// last stored: what a retry after a conflict lays over the fresh copy.
+    pending: BTreeMap<String, Option<Vec<u8>>>,
     changed: bool,
     /// The id changed since the browser last got a cookie.
     renewed: bool,
     /// This load moved the last-seen time (the touch threshold had passed),
     /// so a persistent cookie's lifetime can be renewed too.
     touched: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("has_user", &self.user.is_some())
+            .field("values", &self.body.data.len())
+            .field("pending", &self.pending.len())
+            .field("changed", &self.changed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -114,18 +138,15 @@ impl Session {
             key: key.to_owned(),
             source: Box::new(e),
         })?;
-        if self.body.data.get(key) != Some(&bytes) {
-            self.body.data.insert(key.to_owned(), bytes);
-            self.changed = true;
-        }
+        self.set_raw(key, Some(&bytes));
         Ok(())
     }
 
     /// Removes the value named `key`; `true` if it was there.
     pub fn remove(&mut self, key: &str) -> bool {
-        let removed = self.body.data.remove(key).is_some();
-        self.changed |= removed;
-        removed
+        let there = self.body.data.contains_key(key);
+        self.set_raw(key, None);
+        there
     }
 
     /// Reads and removes the value named `key`: a flash message, shown once.
@@ -141,21 +162,15 @@ impl Session {
         self.body.data.keys().map(String::as_str)
     }
 
-    /// The encoded values, for merging one copy's changes into another.
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) fn raw_data(&self) -> &BTreeMap<String, Vec<u8>> {
-        &self.body.data
-    }
-
     /// Marks the session as needing a cookie (its id is new to the browser).
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn mark_renewed(&mut self) {
         self.renewed = true;
     }
 
-    /// Sets (`Some`) or removes (`None`) an encoded value.
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) fn set_raw(&mut self, key: &str, bytes: Option<&[u8]>) {
+    /// Sets (`Some`) or removes (`None`) an encoded value, noting it as
+    /// pending when it changes anything.
+    fn set_raw(&mut self, key: &str, bytes: Option<&[u8]>) {
         let changed = match bytes {
             Some(b) if self.body.data.get(key).map(Vec::as_slice) != Some(b) => {
                 self.body.data.insert(key.to_owned(), b.to_vec());
@@ -164,20 +179,27 @@ impl Session {
             Some(_) => false,
             None => self.body.data.remove(key).is_some(),
         };
-        self.changed |= changed;
-    }
-
-    /// Attaches the session to a user, or detaches it. Prefer
-    /// [`Engine::login`], which also changes the id.
-    pub fn set_user(&mut self, user: Option<&str>) -> Result<()> {
-        if let Some(u) = user {
-            check_user(u)?;
-        }
-        if self.user.as_deref() != user {
-            self.user = user.map(str::to_owned);
+        if changed {
+            self.pending
+                .insert(key.to_owned(), bytes.map(<[u8]>::to_vec));
             self.changed = true;
         }
-        Ok(())
+    }
+
+    /// Lays this copy's unsaved changes (values set or removed since it was
+    /// read) over `onto`, a fresher copy of the same session. Only values:
+    /// the user and the id are never carried from one copy to another.
+    pub(crate) fn replay_pending(&self, onto: &mut Session) {
+        for (key, value) in &self.pending {
+            onto.set_raw(key, value.as_deref());
+        }
+    }
+
+    /// Marks the copy as stored at `version`.
+    fn stored_at(&mut self, version: u64) {
+        self.version = Some(version);
+        self.pending.clear();
+        self.changed = false;
     }
 }
 
@@ -338,6 +360,10 @@ enum Wait {
     /// Never waits (touches, sweeps): losing one is harmless, because
     /// expiry is re-checked on every read.
     Never,
+    /// Always waits, in either durability mode: what takes a session away
+    /// from a cookie (logout, log out everywhere, the id change at login)
+    /// must not be undone by a crash.
+    Always,
 }
 
 impl Inner {
@@ -349,7 +375,7 @@ impl Inner {
     fn after_write(&self, wait: Wait) -> Result<()> {
         let (seq, unflushed) = self.commit.note_write();
         let strict = self.s.durability == Durability::Strict && wait == Wait::AsConfigured;
-        if strict || unflushed >= self.s.max_unflushed_writes as u64 {
+        if strict || wait == Wait::Always || unflushed >= self.s.max_unflushed_writes as u64 {
             self.commit.wait_durable(seq, || self.backend.flush())?;
         }
         Ok(())
@@ -359,16 +385,14 @@ impl Inner {
         self.after_write(Wait::Never)
     }
 
-    /// In strict mode, waits until every write noted so far is durable
-    /// (at once if it already is). For calls that changed nothing
-    /// themselves but report a state someone else's write made: a destroy
-    /// that finds the session already deleted by the sweeper (whose deletes
-    /// never wait) must not return before that delete is on disk, or a
-    /// crash could bring back a session the caller was told is gone.
+    /// Waits until every write noted so far is durable (at once if it
+    /// already is), in either durability mode. For destroys that changed
+    /// nothing themselves but report a state someone else's write made: a
+    /// destroy that finds the session already deleted by the sweeper (whose
+    /// deletes never wait) or by another logout still flushing must not
+    /// return before that delete is on disk, or a crash could bring back a
+    /// session the caller was told is gone.
     fn settle(&self) -> Result<()> {
-        if self.s.durability != Durability::Strict {
-            return Ok(());
-        }
         let seq = self.commit.last_written();
         self.commit.wait_durable(seq, || self.backend.flush())
     }
@@ -525,33 +549,18 @@ impl Engine {
         // A touch that loses a race re-reads; bounded in case of a storm.
         for _ in 0..UPDATE_RETRIES {
             let now = inner.now();
-            let Some(bytes) = inner.backend.get(id, now)? else {
+            let Some(mut session) = self.read(id, now)? else {
                 return Ok(None);
-            };
-            let (meta, body) = record::decode(&bytes).map_err(|e| Error::Corrupt {
-                id_hint: id.hint(),
-                source: e,
-            })?;
-            if meta.expires_at <= now {
-                return Ok(None);
-            }
-            let mut session = Session {
-                id: *id,
-                version: Some(meta.version),
-                user: meta.user.map(str::to_owned),
-                body,
-                changed: false,
-                renewed: false,
-                touched: false,
             };
             if now.saturating_sub(session.body.last_seen_ms) <= inner.s.touch_ms {
                 return Ok(Some(session));
             }
             inner.commit.check_writable()?;
+            let read_at = session.version.unwrap_or_default();
             session.body.last_seen_ms = now;
-            let version = meta.version + 1;
+            let version = read_at + 1;
             let value = inner.encode(version, session.user.as_deref(), &session.body)?;
-            match inner.backend.put(id, Some(meta.version), &value, now)? {
+            match inner.backend.put(id, Some(read_at), &value, now)? {
                 Outcome::Written => {
                     inner.after_write(Wait::Never)?;
                     session.version = Some(version);
@@ -565,6 +574,30 @@ impl Engine {
         Err(Error::Conflict { id_hint: id.hint() })
     }
 
+    /// The stored copy of a live session, as it is: no touch.
+    fn read(&self, id: &SessionId, now: u64) -> Result<Option<Session>> {
+        let Some(bytes) = self.inner.backend.get(id, now)? else {
+            return Ok(None);
+        };
+        let (meta, body) = record::decode(&bytes).map_err(|e| Error::Corrupt {
+            id_hint: id.hint(),
+            source: e,
+        })?;
+        if meta.expires_at <= now {
+            return Ok(None);
+        }
+        Ok(Some(Session {
+            id: *id,
+            version: Some(meta.version),
+            user: meta.user.map(str::to_owned),
+            body,
+            pending: BTreeMap::new(),
+            changed: false,
+            renewed: false,
+            touched: false,
+        }))
+    }
+
     /// A new, empty session with a fresh id. It is stored by the first
     /// [`save`](Self::save) that finds it holding something, so visitors that
     /// never get a value (bots without cookies) cost no disk.
@@ -574,17 +607,23 @@ impl Engine {
             id: SessionId::generate()?,
             version: None,
             user: None,
-            body: Body {
-                created_ms: now,
-                last_seen_ms: now,
-                absolute_deadline_ms: now.saturating_add(self.inner.s.absolute_ms),
-                idle_timeout_ms: self.inner.s.idle_ms,
-                data: BTreeMap::new(),
-            },
+            body: self.fresh_body(now),
+            pending: BTreeMap::new(),
             changed: false,
             renewed: true,
             touched: false,
         })
+    }
+
+    /// The times of a session that starts now, and no values.
+    fn fresh_body(&self, now: u64) -> Body {
+        Body {
+            created_ms: now,
+            last_seen_ms: now,
+            absolute_deadline_ms: now.saturating_add(self.inner.s.absolute_ms),
+            idle_timeout_ms: self.inner.s.idle_ms,
+            data: BTreeMap::new(),
+        }
     }
 
     /// Stores the session's changes, if it has any.
@@ -604,6 +643,8 @@ impl Engine {
         let mut body = session.body.clone();
         body.last_seen_ms = body.last_seen_ms.max(now);
         let version = session.version.map_or(1, |v| v + 1);
+        // The user goes back as it was read: a version-checked write cannot
+        // change who the session belongs to (only login, with a new id, can).
         let value = inner.encode(version, session.user.as_deref(), &body)?;
         match inner
             .backend
@@ -622,56 +663,142 @@ impl Engine {
             }
         }
         session.body = body;
-        session.version = Some(version);
-        session.changed = false;
+        session.stored_at(version);
         inner.after_write(Wait::AsConfigured)
     }
 
     /// Gives the session a new id, keeping its data (and storing its pending
     /// changes); the old id stops working in the same atomic step. Call it
-    /// whenever privileges change, at login above all, so an id planted
-    /// before login (session fixation) is worthless after it.
+    /// whenever privileges change, so an id planted before (session
+    /// fixation) is worthless after it; [`login`](Self::login) does.
+    ///
+    /// If another request stored the session in between, it retries on the
+    /// fresh copy with this copy's unsaved values laid over it, so an
+    /// unrelated write never makes it fail. It returns once the change is
+    /// durable, in either durability mode: after a crash the old id must not
+    /// work again. On failure `session` is left exactly as it was:
+    /// [`Error::Gone`] if the session was destroyed or expired meanwhile.
     pub fn regenerate(&self, session: &mut Session) -> Result<()> {
-        let new_id = SessionId::generate()?;
-        let Some(expected) = session.version else {
-            session.id = new_id;
-            session.renewed = true;
-            return Ok(());
-        };
-        let inner = &self.inner;
-        inner.commit.check_writable()?;
-        let now = inner.now();
-        let mut body = session.body.clone();
-        body.last_seen_ms = body.last_seen_ms.max(now);
-        let version = expected + 1;
-        let value = inner.encode(version, session.user.as_deref(), &body)?;
-        let hint = session.id.hint();
-        match inner
-            .backend
-            .rename(&session.id, expected, &new_id, &value, now)?
-        {
-            Outcome::Written => {}
-            Outcome::Conflict => return Err(Error::Conflict { id_hint: hint }),
-            Outcome::Missing => return Err(Error::Gone { id_hint: hint }),
-        }
-        session.id = new_id;
-        session.body = body;
-        session.version = Some(version);
-        session.changed = false;
-        session.renewed = true;
-        inner.after_write(Wait::AsConfigured)
+        self.change_id(session, None)
     }
 
-    /// Logs `user` in: attaches the session to the user and gives it a new
-    /// id in one atomic step (see [`regenerate`](Self::regenerate)).
+    /// Logs `user` in: a new id carrying the user, in one atomic step with
+    /// the old id's deletion, durable before it returns (in either
+    /// durability mode). Either the new id carries the user, or nothing
+    /// stored changed and `session` is exactly as it was (an error).
+    ///
+    /// What the new session holds:
+    /// - from an anonymous session, or one of the same `user`: its values,
+    ///   this copy's unsaved ones included (a cart survives login);
+    /// - from a session of a *different* user: nothing. It starts empty
+    ///   (Django's `flush`), so no value of one account leaks into
+    ///   another; set the new session's values after this call.
+    ///
+    /// Either way the session's times start again: created now, with a
+    /// fresh absolute deadline. Races are retried as in
+    /// [`regenerate`](Self::regenerate). If the user then has more than
+    /// [`Config::max_sessions_per_user`] sessions, their oldest are
+    /// destroyed (never this one).
     pub fn login(&self, session: &mut Session, user: &str) -> Result<()> {
-        session.set_user(Some(user))?;
-        if session.is_new() {
-            session.id = SessionId::generate()?;
-            session.renewed = true;
-            return self.save(session);
+        check_user(user)?;
+        self.change_id(session, Some(user))
+    }
+
+    /// The id change behind [`regenerate`](Self::regenerate) and
+    /// [`login`](Self::login). It works on copies and writes `session` back
+    /// only once the new id is durable.
+    fn change_id(&self, session: &mut Session, login: Option<&str>) -> Result<()> {
+        let inner = &self.inner;
+        inner.commit.check_writable()?;
+        // In-process updaters of the old id wait their turn, so they cannot
+        // starve this rename with conflicts.
+        let _turn = self.stripe(&session.id);
+        // `from` is the copy whose stored version the rename expects: the
+        // caller's, then after a conflict the fresh stored one with the
+        // caller's unsaved values replayed over it.
+        let mut from = session.clone();
+        for _ in 0..UPDATE_RETRIES {
+            let now = inner.now();
+            let mut next = from.clone();
+            next.id = SessionId::generate()?;
+            next.body.last_seen_ms = next.body.last_seen_ms.max(now);
+            if let Some(user) = login {
+                if next.user.as_deref().is_some_and(|u| u != user) {
+                    // Another account's session: nothing of it carries over.
+                    next.pending.clear();
+                    next.body.data.clear();
+                }
+                let data = std::mem::take(&mut next.body.data);
+                next.body = Body {
+                    data,
+                    ..self.fresh_body(now)
+                };
+                next.user = Some(user.to_owned());
+            }
+            let version = from.version.map_or(1, |v| v + 1);
+            let outcome = match from.version {
+                // Never stored and still empty: a new id is all it takes.
+                None if next.is_empty() => Outcome::Written,
+                None => {
+                    let value = inner.encode(version, next.user.as_deref(), &next.body)?;
+                    inner.backend.put(&next.id, None, &value, now)?
+                }
+                Some(expected) => {
+                    let value = inner.encode(version, next.user.as_deref(), &next.body)?;
+                    inner
+                        .backend
+                        .rename(&from.id, expected, &next.id, &value, now)?
+                }
+            };
+            match outcome {
+                Outcome::Written => {}
+                // A fresh id that is taken: astronomically unlikely; draw again.
+                Outcome::Conflict if from.version.is_none() => continue,
+                Outcome::Conflict => {
+                    // Another request stored the session in between.
+                    let Some(mut fresh) = self.read(&from.id, now)? else {
+                        return Err(Error::Gone {
+                            id_hint: from.id.hint(),
+                        });
+                    };
+                    session.replay_pending(&mut fresh);
+                    from = fresh;
+                    continue;
+                }
+                Outcome::Missing => {
+                    return Err(Error::Gone {
+                        id_hint: from.id.hint(),
+                    });
+                }
+            }
+            let stored = !(from.version.is_none() && next.is_empty());
+            if stored {
+                next.stored_at(version);
+            }
+            next.renewed = true;
+            next.touched = false;
+            if let Some(user) = login {
+                self.trim_user(user, &next.id, now)?;
+            }
+            if stored {
+                inner.after_write(Wait::Always)?;
+            }
+            *session = next;
+            return Ok(());
         }
-        self.regenerate(session)
+        Err(Error::Conflict {
+            id_hint: session.id.hint(),
+        })
+    }
+
+    /// The update lock stripe of `id`.
+    fn stripe(&self, id: &SessionId) -> MutexGuard<'_, ()> {
+        let stripe = usize::from(id.as_bytes()[0]) % UPDATE_STRIPES;
+        // The guard protects no data; a panic in another holder leaves
+        // nothing to repair.
+        self.inner.update_locks[stripe]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Deletes the session; `true` if it existed. Later saves of any copy of
@@ -680,14 +807,15 @@ impl Engine {
         self.destroy_id(&session.id)
     }
 
-    /// Deletes the session with this id; `true` if it existed. In strict
-    /// mode it returns once the session's absence is durable, also when
-    /// another write (a sweep) had already deleted it.
+    /// Deletes the session with this id; `true` if it existed. It returns
+    /// once the session's absence is durable, in either durability mode (a
+    /// logged-out cookie must not work again after a crash), also when
+    /// another write (a sweep, another logout) had already deleted it.
     pub fn destroy_id(&self, id: &SessionId) -> Result<bool> {
         self.inner.commit.check_writable()?;
         let existed = self.inner.backend.delete(id)?;
         if existed {
-            self.inner.after_write(Wait::AsConfigured)?;
+            self.inner.after_write(Wait::Always)?;
         } else {
             self.inner.settle()?;
         }
@@ -702,12 +830,7 @@ impl Engine {
         id: &SessionId,
         mut f: impl FnMut(&mut Session) -> R,
     ) -> Result<Option<R>> {
-        let stripe = usize::from(id.as_bytes()[0]) % UPDATE_STRIPES;
-        // The guard protects no data; a panic in another updater's closure
-        // leaves nothing to repair.
-        let _turn = self.inner.update_locks[stripe]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _turn = self.stripe(id);
         for _ in 0..UPDATE_RETRIES {
             let Some(mut session) = self.load_id(id)? else {
                 return Ok(None);
@@ -723,46 +846,127 @@ impl Engine {
         Err(Error::Conflict { id_hint: id.hint() })
     }
 
-    /// The live sessions of `user`, oldest first.
+    /// Calls `each` with every id in `user`'s index, a page at a time, so
+    /// that no number of sessions is ever held in memory at once.
+    fn each_of_user(
+        &self,
+        user: &str,
+        mut each: impl FnMut(SessionId) -> Result<()>,
+    ) -> Result<()> {
+        let mut cursor: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .inner
+                .backend
+                .user_sessions(user, cursor.as_deref(), USER_PAGE)?;
+            for id in page.ids {
+                each(id)?;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// The live sessions of `user`, oldest first: at most
+    /// [`Config::max_sessions_per_user`] of them, the newest. The user's
+    /// index is read a page at a time, so memory stays bounded by that limit
+    /// whatever the index holds.
     pub fn sessions_of(&self, user: &str) -> Result<Vec<SessionInfo>> {
         check_user(user)?;
         let now = self.inner.now();
-        let mut out = Vec::new();
-        for id in self.inner.backend.user_sessions(user)? {
-            let Some(bytes) = self.inner.backend.get(&id, now)? else {
-                continue;
+        let cap = self.inner.s.max_sessions_per_user;
+        let mut newest: BTreeMap<(u64, SessionId), SessionInfo> = BTreeMap::new();
+        self.each_of_user(user, |id| {
+            let Some(s) = self.read(&id, now)? else {
+                return Ok(());
             };
-            let (meta, body) = record::decode(&bytes).map_err(|e| Error::Corrupt {
-                id_hint: id.hint(),
-                source: e,
-            })?;
-            if meta.user != Some(user) || meta.expires_at <= now {
-                continue;
+            if s.user() != Some(user) {
+                return Ok(());
             }
-            out.push(SessionInfo {
-                id,
-                created_at: body.created_ms,
-                last_seen: body.last_seen_ms,
-                expires_at: meta.expires_at,
-            });
+            newest.insert(
+                (s.created_at(), id),
+                SessionInfo {
+                    id,
+                    created_at: s.created_at(),
+                    last_seen: s.last_seen(),
+                    expires_at: s.expires_at(),
+                },
+            );
+            if newest.len() > cap {
+                newest.pop_first();
+            }
+            Ok(())
+        })?;
+        Ok(newest.into_values().collect())
+    }
+
+    /// Destroys `user`'s oldest sessions beyond the per-user limit, never
+    /// `keep` (the session just logged in). The index is counted first
+    /// (cheap, no records read); only a user over the limit pays for reading
+    /// the records, a page at a time, keeping the newest in a bounded set.
+    fn trim_user(&self, user: &str, keep: &SessionId, now: u64) -> Result<()> {
+        let cap = self.inner.s.max_sessions_per_user;
+        let mut count = 0usize;
+        self.each_of_user(user, |_| {
+            count += 1;
+            Ok(())
+        })?;
+        if count <= cap {
+            return Ok(());
         }
-        out.sort_by_key(|i| (i.created_at, i.id));
-        Ok(out)
+        // The newest `cap - 1` others, besides `keep`.
+        let room = cap.saturating_sub(1);
+        let mut newest: BTreeSet<(u64, SessionId)> = BTreeSet::new();
+        let mut evict: Vec<SessionId> = Vec::new();
+        self.each_of_user(user, |id| {
+            if id == *keep {
+                return Ok(());
+            }
+            let created = match self.read(&id, now) {
+                Ok(Some(s)) => s.created_at(),
+                // Expired or gone: the sweeper's, not ours. A record that
+                // does not decode is for check and repair; it must not make
+                // a login fail.
+                Ok(None) | Err(Error::Corrupt { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            newest.insert((created, id));
+            if newest.len() > room
+                && let Some((_, oldest)) = newest.pop_first()
+            {
+                evict.push(oldest);
+            }
+            if evict.len() >= USER_PAGE {
+                for id in evict.drain(..) {
+                    self.inner.backend.delete(&id)?;
+                }
+            }
+            Ok(())
+        })?;
+        for id in evict {
+            self.inner.backend.delete(&id)?;
+        }
+        Ok(())
     }
 
     /// Deletes every session of `user` except `keep` ("log out everywhere
-    /// else"); returns how many were deleted.
+    /// else"); returns how many were deleted. It works a page of the user's
+    /// index at a time, and returns once the deletions are durable, in
+    /// either durability mode.
     pub fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<usize> {
         check_user(user)?;
         self.inner.commit.check_writable()?;
         let mut n = 0;
-        for id in self.inner.backend.user_sessions(user)? {
+        self.each_of_user(user, |id| {
             if Some(&id) != keep && self.inner.backend.delete(&id)? {
                 n += 1;
             }
-        }
+            Ok(())
+        })?;
         if n > 0 {
-            self.inner.after_write(Wait::AsConfigured)?;
+            self.inner.after_write(Wait::Always)?;
         } else {
             self.inner.settle()?;
         }

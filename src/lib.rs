@@ -56,8 +56,16 @@
 //!   `last_seen` only once it lags by more than the touch threshold. New
 //!   sessions are stored only once they hold something.
 //! - **Users.** [`Engine::login`] attaches a user and changes the id in one
-//!   step (no session fixation); [`Engine::sessions_of`] lists a user's
-//!   sessions; [`Engine::destroy_user`] logs out everywhere (else).
+//!   atomic step (no session fixation): either a new id carries the user or
+//!   nothing stored changed, whatever other requests write meanwhile (it
+//!   retries on their writes). Nothing else changes a session's user: a
+//!   save or a merge writes the user back as it was read, and logging out
+//!   destroys the session. Logging in as another account than the one the
+//!   session names starts from an empty session. [`Engine::sessions_of`]
+//!   lists a user's sessions and [`Engine::destroy_user`] logs out everywhere
+//!   (else), each a page of the user's index at a time; a user keeps at most
+//!   [`Config::max_sessions_per_user`] sessions (100), the oldest logged out
+//!   first.
 //! - **Operations.** [`Engine::stats`], [`Engine::check`] (the invariants of
 //!   the three trees), [`Engine::sweep_now`].
 //!
@@ -84,6 +92,12 @@
 //!   backlog, and the time any flush takes, stay bounded. A process crash or
 //!   power loss can lose the writes of that last window; it cannot tear a
 //!   write or break an index.
+//! - **Revocation is durable in both modes.** What takes a session away
+//!   from a cookie returns only once it is on stable storage, also under
+//!   `Relaxed`: [`Engine::destroy`], [`Engine::destroy_id`],
+//!   [`Engine::destroy_user`], and the id change of [`Engine::login`] and
+//!   [`Engine::regenerate`]. After a crash a logged-out cookie, or the id a
+//!   login replaced, never works again.
 //! - **Strict** ([`Durability::Strict`]): a write returns only after it is
 //!   on stable storage. sled 0.34's own `flush()` only calls
 //!   `sync_file_range`, which flushes neither the drive's cache nor the
@@ -151,7 +165,7 @@ pub mod web;
 pub use backend::memory::MemoryBackend;
 #[cfg(feature = "redis")]
 pub use backend::redis::{RedisBackend, RedisOptions};
-pub use backend::{Backend, BackendStats, Outcome, Violation};
+pub use backend::{Backend, BackendStats, Outcome, UserPage, Violation};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Durability};
 pub use cookie::{

@@ -38,8 +38,9 @@
 //! Each request works on its own copy. When the layer's save at the end of
 //! a request finds that another request stored the session in between
 //! ([`Error::Conflict`]), it loads the newer copy, applies this request's
-//! changes to it key by key (the values it set, the values it removed, the
-//! user it attached), and saves again. Both requests' writes survive; where
+//! changes to it key by key (the values it set, the values it removed), and
+//! saves again. A merge never changes who a session belongs to: only
+//! [`SessionHandle::login`] (a new id) and logging out do. Both requests' writes survive; where
 //! both set the same key, the request that finished last wins. A
 //! read-modify-write of one value (a counter) must use
 //! [`SessionHandle::update`], which the engine retries on conflict, so N
@@ -61,7 +62,6 @@
 //! `tracing` at error level; nothing of it reaches the client. A missing,
 //! forged or expired cookie is simply no session.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -293,9 +293,8 @@ async fn csrf_passes(
 /// What a request did to its session.
 #[derive(Debug)]
 struct State {
-    /// The copy as loaded or last stored; `None` if the request had none.
-    base: Option<Session>,
-    /// The handler's working copy; `None` until one exists.
+    /// The handler's working copy; `None` until one exists. It knows its
+    /// own unsaved changes, which a merge after a conflict replays.
     current: Option<Session>,
     /// Logged out (or out everywhere) during this request.
     destroyed: bool,
@@ -304,7 +303,6 @@ struct State {
 impl State {
     fn new(loaded: Option<Session>) -> Self {
         Self {
-            base: loaded.clone(),
             current: loaded,
             destroyed: false,
         }
@@ -312,7 +310,6 @@ impl State {
 
     fn take_for_finish(&mut self) -> Finish {
         Finish {
-            base: self.base.take(),
             current: self.current.take(),
             destroyed: self.destroyed,
         }
@@ -320,7 +317,6 @@ impl State {
 }
 
 struct Finish {
-    base: Option<Session>,
     current: Option<Session>,
     destroyed: bool,
 }
@@ -343,7 +339,7 @@ async fn finish(engine: &Arc<Engine>, f: Finish, had_cookie: bool) -> Result<Opt
     let e = engine.clone();
     let saved = blocking(move || match e.save(&mut current) {
         Ok(()) => Ok(Some(current)),
-        Err(Error::Conflict { .. }) => merge_and_save(&e, f.base.as_ref(), &current),
+        Err(Error::Conflict { .. }) => merge_and_save(&e, &current),
         Err(Error::Gone { .. }) => Ok(None),
         Err(other) => Err(other),
     })
@@ -356,15 +352,12 @@ async fn finish(engine: &Arc<Engine>, f: Finish, had_cookie: bool) -> Result<Opt
     })
 }
 
-/// Applies this request's changes (from `base` to `mine`) to the stored
-/// copy, through the engine's retrying update. `Ok(None)` if it is gone.
-fn merge_and_save(
-    engine: &Engine,
-    base: Option<&Session>,
-    mine: &Session,
-) -> Result<Option<Session>> {
+/// Applies this request's unsaved value changes to the stored copy, through
+/// the engine's retrying update. Values only: a merge never changes who the
+/// stored session belongs to. `Ok(None)` if it is gone.
+fn merge_and_save(engine: &Engine, mine: &Session) -> Result<Option<Session>> {
     let id = *mine.id();
-    if engine.update(&id, |s| rebase(s, base, mine))?.is_none() {
+    if engine.update(&id, |s| mine.replay_pending(s))?.is_none() {
         return Ok(None);
     }
     let mut fresh = engine.load_id(&id)?;
@@ -486,31 +479,22 @@ impl SessionHandle {
         self.id().map(|id| self.engine.csrf_token(&id))
     }
 
-    /// Logs `user` in: a new id (the old one stops working) with the user
-    /// attached and this request's changes, stored before it returns.
+    /// Logs `user` in through [`Engine::login`]: a new id carrying the user
+    /// (the old one stops working), durable before it returns. See there
+    /// for which values carry over. On an error the request's session is
+    /// exactly as it was before the call.
     pub async fn login(&self, user: &str) -> Result<()> {
-        let mut session = match self.state().current.take() {
+        let before = self.state().current.clone();
+        let mut session = match before {
             Some(s) => s,
             None => self.engine.create()?,
         };
         let (e, user) = (self.engine.clone(), user.to_owned());
-        let out = blocking(move || {
-            let r = e.login(&mut session, &user);
-            Ok((session, r))
-        })
-        .await;
+        let session = blocking(move || e.login(&mut session, &user).map(|()| session)).await?;
         let mut st = self.state();
-        match out {
-            Ok((session, r)) => {
-                if r.is_ok() {
-                    st.base = Some(session.clone());
-                    st.destroyed = false;
-                }
-                st.current = Some(session);
-                r
-            }
-            Err(e) => Err(e),
-        }
+        st.current = Some(session);
+        st.destroyed = false;
+        Ok(())
     }
 
     /// Destroys the session; the response removes the cookie. `true` if
@@ -519,7 +503,6 @@ impl SessionHandle {
         let id = {
             let mut st = self.state();
             st.destroyed = true;
-            st.base = None;
             st.current.take().map(|s| *s.id())
         };
         match id {
@@ -540,7 +523,6 @@ impl SessionHandle {
         {
             let mut st = self.state();
             st.destroyed = true;
-            st.base = None;
             st.current = None;
         }
         let e = self.engine.clone();
@@ -586,44 +568,15 @@ impl SessionHandle {
         })
         .await?;
         let mut st = self.state();
-        match fresh {
-            Some(fresh) => {
-                // Keep this request's pending changes on top of the new copy.
-                if let Some(mine) = st.current.take() {
-                    let mut rebased = fresh.clone();
-                    rebase(&mut rebased, st.base.as_ref(), &mine);
-                    st.current = Some(rebased);
-                } else {
-                    st.current = Some(fresh.clone());
-                }
-                st.base = Some(fresh);
+        st.current = match (fresh, st.current.take()) {
+            // Keep this request's pending changes on top of the new copy.
+            (Some(mut fresh), Some(mine)) => {
+                mine.replay_pending(&mut fresh);
+                Some(fresh)
             }
-            None => {
-                st.current = None;
-                st.base = None;
-            }
-        }
+            (fresh, _) => fresh,
+        };
         Ok(out)
-    }
-}
-
-/// Applies the changes from `base` to `mine` onto `onto`.
-fn rebase(onto: &mut Session, base: Option<&Session>, mine: &Session) {
-    let empty = BTreeMap::new();
-    let before = base.map_or(&empty, |b| b.raw_data());
-    for (k, v) in mine.raw_data() {
-        if before.get(k) != Some(v) {
-            onto.set_raw(k, Some(v));
-        }
-    }
-    for k in before.keys() {
-        if !mine.raw_data().contains_key(k) {
-            onto.set_raw(k, None);
-        }
-    }
-    if base.and_then(Session::user) != mine.user() {
-        // Validated when it was set on `mine`.
-        let _ = onto.set_user(mine.user());
     }
 }
 

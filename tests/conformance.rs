@@ -103,7 +103,7 @@ on_every_backend!(stale_copies_conflict, |env: common::Env| {
 on_every_backend!(user_ids_are_checked, |env: common::Env| {
     let mut s = env.engine.create().expect("create");
     assert!(matches!(
-        s.set_user(Some("")),
+        env.engine.login(&mut s, ""),
         Err(Error::InvalidUser { .. })
     ));
     let long = "u".repeat(1025);

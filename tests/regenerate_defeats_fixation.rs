@@ -47,25 +47,33 @@ on_every_backend!(
     }
 );
 
-on_every_backend!(regenerating_a_stale_copy_conflicts, |env: common::Env| {
-    let s = env.stored(1);
-    let mut a = env.engine.load_id(s.id()).expect("load").expect("live");
-    let mut b = a.clone();
-    env.engine.regenerate(&mut a).expect("first wins");
-    assert!(matches!(
-        env.engine.regenerate(&mut b),
-        Err(Error::Gone { .. })
-    ));
-    let mut c = env.engine.load_id(a.id()).expect("load").expect("live");
-    let mut d = c.clone();
-    c.insert("k", &2u32).expect("insert");
-    env.engine.save(&mut c).expect("save");
-    assert!(matches!(
-        env.engine.regenerate(&mut d),
-        Err(Error::Conflict { .. })
-    ));
-    env.assert_sound();
-});
+on_every_backend!(
+    regenerating_a_stale_copy_retries_on_the_fresh_one,
+    |env: common::Env| {
+        let s = env.stored(1);
+        let mut a = env.engine.load_id(s.id()).expect("load").expect("live");
+        let mut b = a.clone();
+        env.engine.regenerate(&mut a).expect("first wins");
+        assert!(matches!(
+            env.engine.regenerate(&mut b),
+            Err(Error::Gone { .. })
+        ));
+        let mut c = env.engine.load_id(a.id()).expect("load").expect("live");
+        let mut d = c.clone();
+        c.insert("k", &2u32).expect("insert");
+        env.engine.save(&mut c).expect("save");
+        d.insert("mine", &3u32).expect("insert");
+        // A write in between is not a reason to fail: the id change retries on
+        // the fresh copy, with this copy's unsaved value laid over it.
+        env.engine.regenerate(&mut d).expect("retried");
+        assert_ne!(d.id(), c.id());
+        assert!(env.engine.load_id(c.id()).expect("load").is_none());
+        let fresh = env.engine.load_id(d.id()).expect("load").expect("live");
+        assert_eq!(fresh.get::<u32>("k").expect("ok"), Some(2));
+        assert_eq!(fresh.get::<u32>("mine").expect("ok"), Some(3));
+        env.assert_sound();
+    }
+);
 
 on_every_backend!(logging_in_a_new_session_stores_it, |env: common::Env| {
     let mut s = env.engine.create().expect("create");

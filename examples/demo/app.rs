@@ -83,9 +83,10 @@ async fn login(
             "the user name must be 1 to {MAX_NAME} characters"
         )));
     }
-    // Stored together with the login, in one atomic step.
-    session.insert("flash", &format!("welcome back, {user}"))?;
     session.login(&user).await?;
+    // After the login: logging in as another account starts from an empty
+    // session. The layer stores it when the handler returns.
+    session.insert("flash", &format!("welcome back, {user}"))?;
     Ok(Json(json!({
         "user": user,
         "expires_at": session.expires_at(),

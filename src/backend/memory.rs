@@ -4,10 +4,11 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::{RwLock, RwLockWriteGuard};
 
 use super::ops::{self, Tree, Trees};
-use super::{Backend, BackendStats, Outcome, Violation, keys};
+use super::{Backend, BackendStats, Outcome, UserPage, Violation, keys};
 use crate::error::{Error, Result};
 use crate::record::Meta;
 use crate::token::SessionId;
@@ -171,15 +172,25 @@ impl Backend for MemoryBackend {
         self.atomically(|t| ops::delete_if_expired(t, id, now_ms))
     }
 
-    fn user_sessions(&self, user: &str) -> Result<Vec<SessionId>> {
+    fn user_sessions(&self, user: &str, cursor: Option<&[u8]>, limit: usize) -> Result<UserPage> {
         let prefix = keys::user_prefix(user);
+        let start = match cursor {
+            Some(after) => Bound::Excluded([prefix.as_slice(), after].concat()),
+            None => Bound::Included(prefix.clone()),
+        };
         let state = self.read();
-        Ok(state
+        let ids: Vec<SessionId> = state
             .users
-            .range(prefix.clone()..)
+            .range((start, Bound::Unbounded))
             .take_while(|k| k.starts_with(&prefix))
             .filter_map(|k| keys::parse_user(k).map(|(_, id)| id))
-            .collect())
+            .take(limit.max(1))
+            .collect();
+        let next = match ids.last() {
+            Some(last) if ids.len() >= limit.max(1) => Some(last.as_bytes().to_vec()),
+            _ => None,
+        };
+        Ok(UserPage::new(ids, next))
     }
 
     fn flush(&self) -> Result<()> {

@@ -29,6 +29,23 @@ pub enum Outcome {
     Missing,
 }
 
+/// One page of a user's index, from [`Backend::user_sessions`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserPage {
+    /// Ids of the user's stored sessions.
+    pub ids: Vec<SessionId>,
+    /// Where the next page starts; `None` after the last page.
+    pub next: Option<Vec<u8>>,
+}
+
+impl UserPage {
+    /// A page of `ids`, continued from `next`.
+    pub fn new(ids: Vec<SessionId>, next: Option<Vec<u8>>) -> Self {
+        Self { ids, next }
+    }
+}
+
 /// Counts a backend can give cheaply enough for [`Engine::stats`](crate::Engine::stats).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackendStats {
@@ -185,9 +202,13 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Ok(n)
     }
 
-    /// Ids of the stored sessions of `user` (expired ones may be included;
-    /// the caller re-checks).
-    fn user_sessions(&self, user: &str) -> Result<Vec<SessionId>>;
+    /// One page of the ids in `user`'s index: at most about `limit` of
+    /// them (expired ones may be included; the caller re-checks). Start with
+    /// `cursor` `None`, then pass each page's [`UserPage::next`] back until
+    /// it is `None`. Every id that stays in the index for the whole walk is
+    /// returned at least once, whatever is deleted meanwhile; an id may come
+    /// twice. The cursor is the backend's own (an id, a server cursor).
+    fn user_sessions(&self, user: &str, cursor: Option<&[u8]>, limit: usize) -> Result<UserPage>;
 
     /// Up to `limit` stored records (live, expired, or not decodable) whose
     /// ids sort after `after`, in id order: pages through the whole store
@@ -308,7 +329,12 @@ mod tests {
         );
         assert!(b.get(&id, 200).expect("get").is_none());
         assert!(b.delete_if_expired(&id, 200).expect("sweep"));
-        assert!(b.user_sessions("u").expect("users").is_empty());
+        assert!(
+            b.user_sessions("u", None, 10)
+                .expect("users")
+                .ids
+                .is_empty()
+        );
         // Version checks and renames.
         assert_eq!(
             b.put(&id, None, &value(1, 500, None), 0).expect("put"),
@@ -338,7 +364,10 @@ mod tests {
                 .expect("rename"),
             Outcome::Missing
         );
-        assert_eq!(b.user_sessions("v").expect("users"), vec![new]);
+        assert_eq!(
+            b.user_sessions("v", None, 10).expect("users").ids,
+            vec![new]
+        );
         assert!(b.get(&id, 0).expect("get").is_none());
         assert!(b.check().expect("check").is_empty());
     }

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::{Commands as _, Connection, Script};
 
 use super::ops::{self, Tree, Trees};
-use super::{Backend, BackendStats, Outcome, Violation, keys};
+use super::{Backend, BackendStats, Outcome, UserPage, Violation, keys};
 use crate::error::{Error, Result};
 use crate::record::Meta;
 use crate::token::SessionId;
@@ -432,9 +432,28 @@ impl Backend for RedisBackend {
         Ok(n == 1)
     }
 
-    fn user_sessions(&self, user: &str) -> Result<Vec<SessionId>> {
-        let members: Vec<Vec<u8>> = self.with(|c| c.zrange(self.ukey(user), 0, -1))?;
-        Ok(members.iter().filter_map(|m| unb64(m)).collect())
+    fn user_sessions(&self, user: &str, cursor: Option<&[u8]>, limit: usize) -> Result<UserPage> {
+        // ZSCAN: Redis's own cursor, so a page costs O(limit) on the server
+        // and members present for the whole walk come at least once.
+        let from = match cursor {
+            Some(c) => std::str::from_utf8(c)
+                .ok()
+                .and_then(|c| c.parse::<u64>().ok())
+                .unwrap_or(0),
+            None => 0,
+        };
+        let (next, flat): (u64, Vec<Vec<u8>>) = self.with(|c| {
+            redis::cmd("ZSCAN")
+                .arg(self.ukey(user))
+                .arg(from)
+                .arg("COUNT")
+                .arg(limit.max(1))
+                .query(c)
+        })?;
+        // Members and scores alternate.
+        let ids = flat.iter().step_by(2).filter_map(|m| unb64(m)).collect();
+        let next = (next != 0).then(|| next.to_string().into_bytes());
+        Ok(UserPage::new(ids, next))
     }
 
     fn scan(&self, after: Option<&SessionId>, limit: usize) -> Result<Vec<(SessionId, Vec<u8>)>> {

@@ -67,7 +67,7 @@ use sled::transaction::{
 };
 
 use super::ops::{self, Tree, Trees};
-use super::{Backend, BackendStats, Outcome, Violation, keys};
+use super::{Backend, BackendStats, Outcome, UserPage, Violation, keys};
 use crate::error::{Error, Result};
 use crate::record::Meta;
 use crate::token::SessionId;
@@ -549,16 +549,33 @@ impl Backend for SledBackend {
         Ok(n)
     }
 
-    fn user_sessions(&self, user: &str) -> Result<Vec<SessionId>> {
+    fn user_sessions(&self, user: &str, cursor: Option<&[u8]>, limit: usize) -> Result<UserPage> {
+        use std::ops::Bound;
         self.drain()?;
-        let mut out = Vec::new();
-        for item in self.users.scan_prefix(keys::user_prefix(user)) {
+        let prefix = keys::user_prefix(user);
+        let start = match cursor {
+            Some(after) => Bound::Excluded([prefix.as_slice(), after].concat()),
+            None => Bound::Included(prefix.clone()),
+        };
+        let limit = limit.max(1);
+        let mut ids = Vec::new();
+        for item in self.users.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
             let (key, _) = item.map_err(storage)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
             if let Some((_, id)) = keys::parse_user(&key) {
-                out.push(id);
+                ids.push(id);
+                if ids.len() >= limit {
+                    break;
+                }
             }
         }
-        Ok(out)
+        let next = match ids.last() {
+            Some(last) if ids.len() >= limit => Some(last.as_bytes().to_vec()),
+            _ => None,
+        };
+        Ok(UserPage::new(ids, next))
     }
 
     fn scan(&self, after: Option<&SessionId>, limit: usize) -> Result<Vec<(SessionId, Vec<u8>)>> {

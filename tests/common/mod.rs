@@ -194,8 +194,13 @@ impl Backend for Probe {
         self.c.writes.fetch_add(1, SeqCst);
         self.inner.delete_if_expired(id, now)
     }
-    fn user_sessions(&self, user: &str) -> sessiondb::Result<Vec<SessionId>> {
-        self.inner.user_sessions(user)
+    fn user_sessions(
+        &self,
+        user: &str,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> sessiondb::Result<sessiondb::UserPage> {
+        self.inner.user_sessions(user, cursor, limit)
     }
     fn scan(
         &self,

@@ -30,6 +30,9 @@ pub fn settings(clock: &ManualClock) -> Config {
         // A cache this small (1 KiB of it holds records in front of sled)
         // evicts all along, so its bookkeeping is under test too.
         .cache_capacity(8 * 1024)
+        // The model keeps every login; trimming is tested on its own
+        // (tests/sessions_per_user_are_bounded.rs).
+        .max_sessions_per_user(1 << 20)
 }
 
 /// One step of a sequence. Slots are indexes into the sessions created so
@@ -54,14 +57,16 @@ pub enum Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
     Nothing,
-    Read(Option<(u32, Option<String>)>),
+    /// A live session's value (`None` once a login to another account
+    /// emptied it) and user; `None` for no session.
+    Read(Option<(Option<u32>, Option<String>)>),
     Existed(bool),
     Count(u64),
 }
 
 #[derive(Debug, Clone)]
 struct ModelSession {
-    value: u32,
+    value: Option<u32>,
     user: Option<String>,
     created: u64,
     last_seen: u64,
@@ -97,7 +102,7 @@ impl Model {
         match *op {
             Op::Create(v) => {
                 self.slots.push(Some(ModelSession {
-                    value: v,
+                    value: Some(v),
                     user: None,
                     created: now,
                     last_seen: now,
@@ -112,8 +117,8 @@ impl Model {
             }
             Op::Update(i, v) => Seen::Existed(match self.live(i % n, now) {
                 Some(s) => {
-                    if s.value != v {
-                        s.value = v;
+                    if s.value != Some(v) {
+                        s.value = Some(v);
                         s.last_seen = now;
                     }
                     true
@@ -122,7 +127,14 @@ impl Model {
             }),
             Op::Login(i, u) => Seen::Existed(match self.live(i % n, now) {
                 Some(s) => {
-                    s.user = Some(format!("user{u}"));
+                    let user = format!("user{u}");
+                    // Another account's session starts empty; a login
+                    // starts the session's times again.
+                    if s.user.as_ref().is_some_and(|old| *old != user) {
+                        s.value = None;
+                    }
+                    s.user = Some(user);
+                    s.created = now;
                     s.last_seen = now;
                     true
                 }
@@ -215,7 +227,7 @@ impl Subject {
             Op::Read(i) => Seen::Read(self.id(i).and_then(|id| {
                 let s = self.engine().load_id(&id).expect("load")?;
                 Some((
-                    s.get::<u32>("v").expect("decodes")?,
+                    s.get::<u32>("v").expect("decodes"),
                     s.user().map(str::to_owned),
                 ))
             })),
@@ -232,11 +244,11 @@ impl Subject {
                     format!("theme=dark; {}=", engine.cookie_config().name()).into_bytes();
                 header.extend_from_slice(&value);
                 let loaded = engine.load([header.as_slice()]).expect("load");
-                Seen::Read(loaded.and_then(|s| {
-                    Some((
-                        s.get::<u32>("v").expect("decodes")?,
+                Seen::Read(loaded.map(|s| {
+                    (
+                        s.get::<u32>("v").expect("decodes"),
                         s.user().map(str::to_owned),
-                    ))
+                    )
                 }))
             }
             Op::Update(i, v) => Seen::Existed(self.id(i).is_some_and(|id| {

@@ -136,6 +136,18 @@ pub enum HostPrefix {
     Off,
 }
 
+/// What a request's session cookies name; see [`CookieConfig::lookup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// No session cookie verifies.
+    Missing,
+    /// Every session cookie that verifies names this id.
+    Found(SessionId),
+    /// Session cookies that verify name different ids, or there were more
+    /// candidates than [`MAX_VERIFY`]: no session, and worth a warning.
+    Ambiguous,
+}
+
 /// Settings for the session cookie, checked by [`build`](Self::build).
 ///
 /// Every setter documents its default. The defaults produce
@@ -295,12 +307,36 @@ impl CookieBuilder {
                 "a __Host- cookie requires Secure, Path=/ and no Domain",
             );
         }
+        let prefix_dropped = (self.host_prefix == HostPrefix::Auto
+            && !named_host
+            && !named_secure
+            && !host_rules_hold)
+            .then(|| {
+                let mut why = Vec::new();
+                if !self.secure {
+                    why.push("it is not Secure");
+                }
+                if self.path != "/" {
+                    why.push("its Path is not /");
+                }
+                if self.domain.is_some() {
+                    why.push("it has a Domain");
+                }
+                format!(
+                    "the session cookie {:?} goes without the __Host- prefix because {}: \
+                     a sibling subdomain or a plain-HTTP page can then set a cookie of \
+                     the same name (cookie tossing)",
+                    self.name,
+                    why.join(" and ")
+                )
+            });
         let name = if add_prefix {
             format!("{HOST_PREFIX}{}", self.name)
         } else {
             self.name
         };
         Ok(CookieConfig {
+            prefix_dropped,
             name,
             path: self.path,
             domain: self.domain,
@@ -321,6 +357,8 @@ fn is_token_byte(b: u8) -> bool {
 /// the `Set-Cookie` value of a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CookieConfig {
+    /// Why [`HostPrefix::Auto`] could not add the prefix, if it could not.
+    prefix_dropped: Option<String>,
     name: String,
     path: String,
     domain: Option<String>,
@@ -335,6 +373,7 @@ impl Default for CookieConfig {
     /// `Secure`, `HttpOnly`, `SameSite=Lax`, persistent.
     fn default() -> Self {
         Self {
+            prefix_dropped: None,
             name: format!("{HOST_PREFIX}sessiondb"),
             path: "/".to_owned(),
             domain: None,
@@ -367,19 +406,44 @@ impl CookieConfig {
         self.secure
     }
 
-    /// The session id of the first session cookie in `headers` that verifies
-    /// against `ring`, or `None`.
+    /// Why the `__Host-` prefix was left off, when [`HostPrefix::Auto`]
+    /// found its rules broken (not `Secure`, a `Path` other than `/`, a
+    /// `Domain`); `None` when the cookie has it, or it was turned off on
+    /// purpose. The engine logs it once at open.
+    pub fn host_prefix_warning(&self) -> Option<&str> {
+        self.prefix_dropped.as_deref()
+    }
+
+    /// The session id named by the session cookie in `headers`, or `None`
+    /// (also when the cookies are [ambiguous](Lookup::Ambiguous)).
+    pub fn find_session<'h, I>(&self, ring: &KeyRing, headers: I) -> Option<SessionId>
+    where
+        I: IntoIterator<Item = &'h [u8]>,
+    {
+        match self.lookup(ring, headers) {
+            Lookup::Found(id) => Some(id),
+            Lookup::Missing | Lookup::Ambiguous => None,
+        }
+    }
+
+    /// What the session cookies in `headers` name.
     ///
     /// `headers` are the raw values of every `Cookie` header of the request,
     /// in order. At most [`MAX_SCAN_BYTES`] bytes are looked at and at most
-    /// [`MAX_VERIFY`] candidates verified; a name may appear several times,
-    /// and the first candidate that verifies wins.
-    pub fn find_session<'h, I>(&self, ring: &KeyRing, headers: I) -> Option<SessionId>
+    /// [`MAX_VERIFY`] candidates verified. A name may appear several times
+    /// (a browser sends every cookie whose domain and path match): copies
+    /// that do not verify are ignored, copies that verify must all name the
+    /// same id, and two that name different ids are
+    /// [`Lookup::Ambiguous`]: someone set a second session cookie beside
+    /// ours (cookie tossing from a sibling domain or a plain-HTTP page), and
+    /// neither can be trusted to be the user's own.
+    pub fn lookup<'h, I>(&self, ring: &KeyRing, headers: I) -> Lookup
     where
         I: IntoIterator<Item = &'h [u8]>,
     {
         let mut budget = MAX_SCAN_BYTES;
         let mut verifies = MAX_VERIFY;
+        let mut found: Option<SessionId> = None;
         for header in headers {
             // Every header costs at least one byte of budget, so a flood of
             // empty headers is bounded too.
@@ -393,15 +457,22 @@ impl CookieConfig {
                     continue;
                 }
                 if verifies == 0 {
-                    return None;
+                    // Too many candidates to decide: trust none of them.
+                    return Lookup::Ambiguous;
                 }
                 verifies -= 1;
-                if let Some(id) = ring.verify(Purpose::Session, value) {
-                    return Some(id);
+                match (ring.verify(Purpose::Session, value), found) {
+                    (None, _) => {}
+                    (Some(id), None) => found = Some(id),
+                    (Some(id), Some(first)) if id == first => {}
+                    (Some(_), Some(_)) => return Lookup::Ambiguous,
                 }
             }
         }
-        None
+        match found {
+            Some(id) => Lookup::Found(id),
+            None => Lookup::Missing,
+        }
     }
 
     /// The `Set-Cookie` value that hands `token` to the browser.
@@ -500,7 +571,50 @@ mod tests {
     }
 
     #[test]
-    fn first_verifying_duplicate_wins() {
+    fn two_verifying_cookies_naming_different_ids_are_ambiguous() {
+        let cfg = CookieConfig::default();
+        let ring = ring();
+        let mine = ring.sign(Purpose::Session, &SessionId::from_bytes([5; 32]));
+        let tossed = ring.sign(Purpose::Session, &SessionId::from_bytes([6; 32]));
+        for header in [
+            format!(
+                "{n}={}; {n}={}",
+                tossed.as_str(),
+                mine.as_str(),
+                n = cfg.name()
+            ),
+            format!(
+                "{n}={}; {n}={}",
+                mine.as_str(),
+                tossed.as_str(),
+                n = cfg.name()
+            ),
+        ] {
+            assert_eq!(cfg.lookup(&ring, [header.as_bytes()]), Lookup::Ambiguous);
+            assert_eq!(cfg.find_session(&ring, [header.as_bytes()]), None);
+        }
+        // Across headers too.
+        let h1 = format!("{}={}", cfg.name(), mine.as_str());
+        let h2 = format!("{}={}", cfg.name(), tossed.as_str());
+        assert_eq!(
+            cfg.lookup(&ring, [h1.as_bytes(), h2.as_bytes()]),
+            Lookup::Ambiguous
+        );
+        // The same id twice is no ambiguity.
+        let twice = format!(
+            "{n}={}; {n}={}",
+            mine.as_str(),
+            mine.as_str(),
+            n = cfg.name()
+        );
+        assert_eq!(
+            cfg.lookup(&ring, [twice.as_bytes()]),
+            Lookup::Found(SessionId::from_bytes([5; 32]))
+        );
+    }
+
+    #[test]
+    fn forged_duplicates_are_ignored() {
         let cfg = CookieConfig::default();
         let ring = ring();
         let other = KeyRing::new(1, Key::try_from(&[8u8; 32][..]).expect("32 bytes"));

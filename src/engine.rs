@@ -18,7 +18,7 @@ use crate::backend::sled::{SledBackend, SledOptions};
 use crate::backend::{Backend, Outcome, Violation};
 use crate::commit::GroupCommit;
 use crate::config::{Config, Durability, Settings};
-use crate::cookie::CookieConfig;
+use crate::cookie::{CookieConfig, Lookup};
 use crate::error::{Error, Result};
 use crate::record::{self, Body, MAX_USER_LEN};
 use crate::sweeper::Sweeper;
@@ -415,11 +415,23 @@ impl Inner {
 /// An open session store; see the [crate docs](crate).
 ///
 /// `Engine` is `Send + Sync`: share it (in an `Arc`) between threads.
-#[derive(Debug)]
+/// `Debug` shows its backend, settings and counts, never a session.
 pub struct Engine {
     inner: Arc<Inner>,
     sweeper: Mutex<Option<Sweeper>>,
     recovery: Option<Recovery>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("backend", &self.inner.backend)
+            .field("durability", &self.inner.s.durability)
+            .field("cookie", &self.inner.s.cookie.name())
+            .field("swept", &self.inner.swept.load(Ordering::Relaxed))
+            .field("recovered", &self.recovery.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
@@ -481,6 +493,9 @@ impl Engine {
     }
 
     fn start(backend: Box<dyn Backend>, s: Settings) -> Result<Self> {
+        if let Some(why) = s.cookie.host_prefix_warning() {
+            tracing::warn!("{why}");
+        }
         let sweep = s.sweeper.then_some(s.sweep_interval);
         let inner = Arc::new(Inner {
             backend,
@@ -513,15 +528,30 @@ impl Engine {
     }
 
     /// The id named by the request's `Cookie` headers, if a cookie verifies.
-    /// No storage is touched.
+    /// No storage is touched. Cookies of our name that verify but name
+    /// different sessions are no session, and logged as a warning (see
+    /// [`CookieConfig::lookup`]).
     pub fn session_id<'h, I>(&self, cookie_headers: I) -> Option<SessionId>
     where
         I: IntoIterator<Item = &'h [u8]>,
     {
-        self.inner
+        match self
+            .inner
             .s
             .cookie
-            .find_session(&self.inner.s.ring, cookie_headers)
+            .lookup(&self.inner.s.ring, cookie_headers)
+        {
+            Lookup::Found(id) => Some(id),
+            Lookup::Missing => None,
+            Lookup::Ambiguous => {
+                tracing::warn!(
+                    cookie = self.inner.s.cookie.name(),
+                    "the request carries session cookies naming different sessions \
+                     (cookie tossing?): treated as no session"
+                );
+                None
+            }
+        }
     }
 
     /// The live session named by the request's `Cookie` headers.
@@ -983,22 +1013,19 @@ impl Engine {
             .set_cookie(&token, std::time::Duration::from_millis(left))
     }
 
-    /// A CSRF token bound to this session id: an HMAC of the id for the
-    /// CSRF purpose, so it costs no storage and changes with the id (at
-    /// login). It can never be used as a session cookie.
-    pub fn csrf_token(&self, id: &SessionId) -> String {
-        self.inner
-            .s
-            .ring
-            .sign(Purpose::Csrf, id)
-            .as_str()
-            .to_owned()
+    /// A CSRF token bound to this session id: its keyed CSRF tag, masked
+    /// afresh on every call (see [`KeyRing::csrf_token`]). It costs no
+    /// storage, changes with the id (at login), reveals nothing of the id,
+    /// and can never be used as a session cookie. Fails only if the OS
+    /// random number generator does.
+    pub fn csrf_token(&self, id: &SessionId) -> Result<String> {
+        self.inner.s.ring.csrf_token(id)
     }
 
-    /// `true` if `token` is a CSRF token of this session id, signed by a key
-    /// in the ring. The tag comparison is constant-time.
+    /// `true` if `token` is a CSRF token of this session id under a key in
+    /// the ring. The tag comparison is constant-time.
     pub fn verify_csrf(&self, id: &SessionId, token: &[u8]) -> bool {
-        self.inner.s.ring.verify(Purpose::Csrf, token).as_ref() == Some(id)
+        self.inner.s.ring.verify_csrf(id, token)
     }
 
     /// The `Set-Cookie` value that removes the session cookie.

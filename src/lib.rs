@@ -169,7 +169,8 @@ pub use backend::{Backend, BackendStats, Outcome, UserPage, Violation};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Durability};
 pub use cookie::{
-    CookieBuilder, CookieConfig, HostPrefix, MAX_SCAN_BYTES, MAX_VERIFY, Pairs, SameSite, pairs,
+    CookieBuilder, CookieConfig, HostPrefix, Lookup, MAX_SCAN_BYTES, MAX_VERIFY, Pairs, SameSite,
+    pairs,
 };
 pub use engine::{
     Engine, Imported, Recovery, RepairReport, Session, SessionInfo, SessionRecord, Stats,

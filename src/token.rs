@@ -29,6 +29,27 @@
 //! With a 7-byte purpose label the message is 55 bytes, which fits one SHA-256
 //! block; each key keeps its HMAC state precomputed, so signing or verifying
 //! costs two SHA-256 compressions.
+//!
+//! # CSRF tokens
+//!
+//! ```text
+//! binary (69 bytes):
+//!   offset  len  field
+//!   0       1    CSRF format version, 0x01
+//!   1       4    key id, u32 big-endian
+//!   5       32   mask: 32 fresh bytes from the OS CSPRNG, new every token
+//!   37      32   tag XOR mask
+//!
+//! tag  = HMAC-SHA256(key, "sessiondb\0" || 4 || "csrf" || 0x01 || key id || session id)
+//! text = base64url without padding: 92 characters
+//! ```
+//!
+//! Unlike a session token, a CSRF token does not carry the session id: it
+//! ends up in pages, forms and headers, where a leak must not hand over the
+//! session. The tag is a PRF output, so it reveals nothing of the id, and it
+//! can only be checked by recomputing it from the session's id. The mask
+//! makes every token's text different (as Django and Rails do), so
+//! compression side channels (BREACH) cannot read the tag out of responses.
 
 use std::fmt;
 
@@ -362,6 +383,79 @@ impl KeyRing {
         id.copy_from_slice(&bin[5..SIGNED_LEN]);
         Some(SessionId(id))
     }
+
+    /// A CSRF token for the session `id`: the session's CSRF tag under the
+    /// signing key, masked with fresh random bytes (see [CSRF tokens]).
+    /// Every call gives another text for the same tag, so a compressed
+    /// response does not leak it (BREACH), and no call reveals the id.
+    ///
+    /// [CSRF tokens]: crate::token#csrf-tokens
+    pub fn csrf_token(&self, id: &SessionId) -> Result<String> {
+        let (key_id, key) = &self.signer;
+        let mut mask = [0u8; TAG_LEN];
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut mask)
+            .map_err(|e| Error::Rng(e.into()))?;
+        let tag = csrf_tag(key, *key_id, id);
+        let mut bin = [0u8; CSRF_BIN_LEN];
+        bin[0] = CSRF_VERSION;
+        bin[1..5].copy_from_slice(&key_id.to_be_bytes());
+        bin[5..5 + TAG_LEN].copy_from_slice(&mask);
+        for (out, (t, m)) in bin[5 + TAG_LEN..].iter_mut().zip(tag.iter().zip(&mask)) {
+            *out = t ^ m;
+        }
+        Ok(URL_SAFE_NO_PAD.encode(bin))
+    }
+
+    /// `true` if `token` is a CSRF token of the session `id` from
+    /// [`csrf_token`](Self::csrf_token), under any key of this ring: it is
+    /// unmasked and its tag recomputed, then compared in constant time.
+    /// Bounded work for any input: a length check first, then one base64
+    /// decode of 92 bytes and one HMAC.
+    pub fn verify_csrf(&self, id: &SessionId, token: &[u8]) -> bool {
+        if token.len() != CSRF_LEN {
+            return false;
+        }
+        let mut bin = [0u8; CSRF_BIN_LEN];
+        match URL_SAFE_NO_PAD.decode_slice(token, &mut bin) {
+            Ok(CSRF_BIN_LEN) => {}
+            _ => return false,
+        }
+        if bin[0] != CSRF_VERSION {
+            return false;
+        }
+        let key_id = u32::from_be_bytes([bin[1], bin[2], bin[3], bin[4]]);
+        let Some(key) = self.key(key_id) else {
+            return false;
+        };
+        let (mask, masked) = bin[5..].split_at(TAG_LEN);
+        let mut tag = [0u8; TAG_LEN];
+        for (out, (t, m)) in tag.iter_mut().zip(masked.iter().zip(mask)) {
+            *out = t ^ m;
+        }
+        csrf_tag(key, key_id, id).ct_eq(&tag).into()
+    }
+}
+
+/// Format version of CSRF tokens: their first byte.
+const CSRF_VERSION: u8 = 1;
+/// A CSRF token in binary: version, key id, mask, masked tag.
+const CSRF_BIN_LEN: usize = 1 + 4 + TAG_LEN + TAG_LEN;
+/// A CSRF token's text length: 92 base64url characters.
+const CSRF_LEN: usize = CSRF_BIN_LEN / 3 * 4;
+
+/// The CSRF tag of a session: HMAC under the [`Purpose::Csrf`] label over
+/// the CSRF format version, the key id and the session id. A PRF output:
+/// it tells nothing of the id it was made from.
+fn csrf_tag(key: &Key, key_id: u32, id: &SessionId) -> [u8; TAG_LEN] {
+    let mut signed = [0u8; SIGNED_LEN];
+    signed[0] = CSRF_VERSION;
+    signed[1..5].copy_from_slice(&key_id.to_be_bytes());
+    signed[5..].copy_from_slice(id.as_bytes());
+    key.sign_parts(Purpose::Csrf, &signed)
+        .finalize()
+        .into_bytes()
+        .into()
 }
 
 #[cfg(test)]

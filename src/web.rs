@@ -49,13 +49,24 @@
 //! bringing it back, and the response clears the cookie.
 //!
 //! # CSRF
-//! [`SessionHandle::csrf_token`] is an HMAC of the session id under the key
-//! ring, for the CSRF purpose: no storage, and it changes at login with the
-//! id. With [`SessionLayer::csrf_guard`] on, a POST, PUT, PATCH or DELETE
-//! must carry it in the `X-CSRF-Token` header or a `csrf_token` field of a
-//! URL-encoded form, or the layer answers 403 without calling the handler.
-//! Routes that must work without a session (a login form) go through
-//! [`SessionLayer::csrf_exempt`].
+//! The guard is on by default ([`SessionLayer::csrf_guard`] turns it off).
+//! For every method but GET, HEAD, OPTIONS and TRACE it refuses, with a 403
+//! and without calling the handler:
+//! - a request whose `Sec-Fetch-Site` is `cross-site`, or whose `Origin`
+//!   is not the request's own (its `Host`) or one named by
+//!   [`SessionLayer::trusted_origin`] (`Origin: null` included). This holds
+//!   on exempt paths too: it is what stops login CSRF, and what keeps a
+//!   sibling subdomain (same-site, other origin) out;
+//! - on paths not exempted by [`SessionLayer::csrf_exempt`], a request
+//!   without the session's CSRF token in the `X-CSRF-Token` header or a
+//!   `csrf_token` field of a URL-encoded form.
+//!
+//! [`SessionHandle::csrf_token`] is the session's keyed CSRF tag, masked
+//! afresh on every call (against BREACH): no storage, it changes at login
+//! with the id, and it reveals nothing of the session id, so a leaked token
+//! (a logged header, a cached page) does not hand over the session. A
+//! request without an `Origin` header (older browsers, non-browser clients)
+//! still needs the token.
 //!
 //! # Errors
 //! A storage error becomes a bare 500 (`internal error`), logged with
@@ -70,7 +81,7 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
-use http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+use http::header::{CONTENT_TYPE, COOKIE, HOST, ORIGIN, SET_COOKIE};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, StatusCode};
 use serde::Serialize;
@@ -104,32 +115,46 @@ where
 
 /// A tower layer that gives every request its session.
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct SessionLayer {
     engine: Arc<Engine>,
     csrf_guard: bool,
     csrf_exempt: Arc<Vec<String>>,
+    trusted_origins: Arc<Vec<String>>,
 }
 
 impl SessionLayer {
-    /// A layer over `engine`, with the CSRF guard off.
+    /// A layer over `engine`, with the CSRF guard on.
     pub fn new(engine: Arc<Engine>) -> Self {
         Self {
             engine,
-            csrf_guard: false,
+            csrf_guard: true,
             csrf_exempt: Arc::new(Vec::new()),
+            trusted_origins: Arc::new(Vec::new()),
         }
     }
 
     /// Turns the CSRF guard on or off (see the [module docs](self)).
+    /// Default on; turn it off only for an API that no browser reaches
+    /// with cookies, or that has its own guard.
     pub fn csrf_guard(mut self, on: bool) -> Self {
         self.csrf_guard = on;
         self
     }
 
-    /// Exempts one exact path from the CSRF guard (a login endpoint, which
-    /// runs before there is a session to bind a token to).
+    /// Exempts one exact path from the CSRF token check (a login endpoint,
+    /// which runs before there is a session to bind a token to). The
+    /// origin checks still apply to it.
     pub fn csrf_exempt(mut self, path: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.csrf_exempt).push(path.into());
+        self
+    }
+
+    /// Accepts `Origin: <origin>` (for example `https://app.example.com`)
+    /// besides the request's own, for a front end on another origin or a
+    /// proxy that rewrites `Host`. Compared exactly, ASCII case aside.
+    pub fn trusted_origin(mut self, origin: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.trusted_origins).push(origin.into());
         self
     }
 }
@@ -200,6 +225,9 @@ where
     S: tower_service::Service<Request<Body>, Response = Response>,
 {
     let engine = layer.engine.clone();
+    if layer.csrf_guard && is_unsafe(req.method()) && !same_origin(&layer, &req) {
+        return Ok(forbidden());
+    }
     let cookies: Vec<Vec<u8>> = req
         .headers()
         .get_all(COOKIE)
@@ -248,15 +276,60 @@ where
     Ok(response)
 }
 
+/// Every method but the safe ones of RFC 9110 (an unknown one too, such
+/// as `PURGE`).
 fn is_unsafe(m: &Method) -> bool {
-    matches!(
+    !matches!(
         *m,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
     )
 }
 
+/// The defence in depth before any token: a browser that says the request
+/// is cross-site, or names an origin other than the request's own or a
+/// trusted one, is refused. A request without these headers passes here
+/// (the token check still applies where the path is not exempt).
+fn same_origin(layer: &SessionLayer, req: &Request<Body>) -> bool {
+    let headers = req.headers();
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if layer
+        .trusted_origins
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    // `scheme://host[:port]`; "null" and anything else fails to split.
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")) {
+        return false;
+    }
+    let own = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    own.is_some_and(|own| !own.is_empty() && own.eq_ignore_ascii_case(authority))
+}
+
 fn forbidden() -> Response {
-    (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response()
+    (
+        StatusCode::FORBIDDEN,
+        "cross-origin request, or missing or wrong CSRF token\n",
+    )
+        .into_response()
 }
 
 /// Checks the request's CSRF token against the session; gives the request
@@ -473,10 +546,11 @@ impl SessionHandle {
         }
     }
 
-    /// The CSRF token of this session, if there is one (see the module
-    /// docs). It changes when the id does, at login.
-    pub fn csrf_token(&self) -> Option<String> {
-        self.id().map(|id| self.engine.csrf_token(&id))
+    /// A CSRF token of this session, if there is one (see the module
+    /// docs): masked afresh on every call, and changed when the id is, at
+    /// login. Fails only if the OS random number generator does.
+    pub fn csrf_token(&self) -> Result<Option<String>> {
+        self.id().map(|id| self.engine.csrf_token(&id)).transpose()
     }
 
     /// Logs `user` in through [`Engine::login`]: a new id carrying the user

@@ -134,7 +134,9 @@ async fn login_sets_a_cookie_and_me_counts_visits_and_shows_the_flash_once() {
     assert_eq!(me.json["user"], "alice");
     assert_eq!(me.json["visits"], 1);
     assert_eq!(me.json["flash"], "welcome back, alice");
-    assert_eq!(me.json["csrf"], r.json["csrf"]);
+    // Masked afresh on every answer.
+    assert!(me.json["csrf"].is_string());
+    assert_ne!(me.json["csrf"], r.json["csrf"]);
     let me = b.call("GET", "/api/me", None).await;
     assert_eq!(me.json["visits"], 2);
     assert_eq!(me.json["flash"], Value::Null, "a flash is shown once");
@@ -195,8 +197,14 @@ async fn posts_need_the_sessions_csrf_token() {
     let r = alice.call("POST", "/api/counter", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json, json!({"counter": 1}));
+    // Each answer masks the token afresh; every one of them works.
     let r = alice.call("GET", "/api/csrf", None).await;
-    assert_eq!(r.json["csrf"].as_str(), alice.csrf.as_deref());
+    let fresh = r.json["csrf"].as_str().map(str::to_owned);
+    assert!(fresh.is_some());
+    assert_ne!(fresh, alice.csrf);
+    alice.csrf = fresh;
+    let r = alice.call("POST", "/api/counter", None).await;
+    assert_eq!(r.json, json!({"counter": 2}));
 }
 
 #[tokio::test]

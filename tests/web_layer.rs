@@ -26,7 +26,7 @@ fn probed() -> (Arc<Engine>, Arc<common::Counters>) {
 async fn set(session: SessionHandle, body: String) -> Result<String, WebError> {
     let (k, v) = body.split_once('=').unwrap_or(("k", "v"));
     session.insert(k, v)?;
-    Ok(session.csrf_token().unwrap_or_default())
+    Ok(session.csrf_token()?.unwrap_or_default())
 }
 
 async fn read(session: SessionHandle) -> Result<String, WebError> {

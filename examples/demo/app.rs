@@ -90,7 +90,7 @@ async fn login(
     Ok(Json(json!({
         "user": user,
         "expires_at": session.expires_at(),
-        "csrf": session.csrf_token(),
+        "csrf": session.csrf_token()?,
     }))
     .into_response())
 }
@@ -99,11 +99,11 @@ fn bad_request(msg: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({"error": msg}))).into_response()
 }
 
-async fn csrf(session: SessionHandle) -> Response {
-    match session.csrf_token() {
+async fn csrf(session: SessionHandle) -> Result<Response, WebError> {
+    Ok(match session.csrf_token()? {
         Some(t) if logged_in(&session) => Json(json!({"csrf": t})).into_response(),
         _ => no_session(),
-    }
+    })
 }
 
 async fn me(session: SessionHandle) -> Result<Response, WebError> {
@@ -127,7 +127,7 @@ async fn me(session: SessionHandle) -> Result<Response, WebError> {
         "visits": visits,
         "expires_at": session.expires_at(),
         "flash": flash,
-        "csrf": session.csrf_token(),
+        "csrf": session.csrf_token()?,
     }))
     .into_response())
 }

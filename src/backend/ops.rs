@@ -170,20 +170,94 @@ pub(crate) fn delete_if_expired<T: Trees>(
     Ok(true)
 }
 
-/// The check of the three invariants, over plain iterators of the trees.
+/// The check of the three invariants, over plain iterators of the trees
+/// (for stores that must be read whole anyway: memory, Redis). It holds
+/// the trees in memory and runs [`check_streaming`] over them.
 pub(crate) fn check<S, E, U>(sessions: S, expiry: E, users: U) -> Vec<super::Violation>
 where
     S: IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
     E: IntoIterator<Item = Vec<u8>>,
     U: IntoIterator<Item = Vec<u8>>,
 {
+    use std::collections::{BTreeSet, HashMap};
+
+    struct Held {
+        sessions: Vec<(Vec<u8>, Vec<u8>)>,
+        by_id: HashMap<SessionId, usize>,
+        expiry: BTreeSet<Vec<u8>>,
+        users: BTreeSet<Vec<u8>>,
+    }
+    impl Lookups for Held {
+        fn session(&self, id: &SessionId) -> crate::error::Result<Option<Vec<u8>>> {
+            Ok(self.by_id.get(id).map(|&i| self.sessions[i].1.clone()))
+        }
+        fn has_expiry(&self, key: &[u8]) -> crate::error::Result<bool> {
+            Ok(self.expiry.contains(key))
+        }
+        fn has_user(&self, key: &[u8]) -> crate::error::Result<bool> {
+            Ok(self.users.contains(key))
+        }
+    }
+    let sessions: Vec<(Vec<u8>, Vec<u8>)> = sessions.into_iter().collect();
+    let by_id = sessions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (k, _))| {
+            <[u8; 32]>::try_from(k.as_slice())
+                .ok()
+                .map(|id| (SessionId::from_bytes(id), i))
+        })
+        .collect();
+    let held = Held {
+        by_id,
+        expiry: expiry.into_iter().collect(),
+        users: users.into_iter().collect(),
+        sessions,
+    };
+    let expiry: Vec<Vec<u8>> = held.expiry.iter().cloned().collect();
+    let users: Vec<Vec<u8>> = held.users.iter().cloned().collect();
+    let sessions = held.sessions.iter().cloned().map(Ok);
+    // Every lookup above is infallible.
+    check_streaming(
+        sessions,
+        expiry.into_iter().map(Ok),
+        users.into_iter().map(Ok),
+        &held,
+    )
+    .unwrap_or_default()
+}
+
+/// Point lookups into a store's three trees, for [`check_streaming`].
+pub(crate) trait Lookups {
+    /// The stored bytes of a session.
+    fn session(&self, id: &SessionId) -> crate::error::Result<Option<Vec<u8>>>;
+    /// Whether this `expiry` key exists.
+    fn has_expiry(&self, key: &[u8]) -> crate::error::Result<bool>;
+    /// Whether this `users` key exists.
+    fn has_user(&self, key: &[u8]) -> crate::error::Result<bool>;
+}
+
+/// The same check as [`check`], in memory bounded by what it finds rather
+/// than by the store's size: it walks each tree once and looks the other
+/// side of every link up by key, so a store of millions is checked without
+/// holding its sessions (the crash check at open runs this).
+pub(crate) fn check_streaming<S, E, U, L>(
+    sessions: S,
+    expiry: E,
+    users: U,
+    look: &L,
+) -> crate::error::Result<Vec<super::Violation>>
+where
+    S: IntoIterator<Item = crate::error::Result<(Vec<u8>, Vec<u8>)>>,
+    E: IntoIterator<Item = crate::error::Result<Vec<u8>>>,
+    U: IntoIterator<Item = crate::error::Result<Vec<u8>>>,
+    L: Lookups,
+{
     use super::Violation;
-    use std::collections::{BTreeMap, BTreeSet};
 
     let mut out = Vec::new();
-    // id -> (expires_at, user), for every session whose header parses.
-    let mut metas: BTreeMap<SessionId, (u64, Option<String>)> = BTreeMap::new();
-    for (key, value) in sessions {
+    for item in sessions {
+        let (key, value) = item?;
         let Ok(id) = <[u8; 32]>::try_from(key.as_slice()).map(SessionId::from_bytes) else {
             out.push(Violation::BadIndexKey {
                 tree: "sessions",
@@ -191,18 +265,41 @@ where
             });
             continue;
         };
-        match crate::record::decode(&value) {
-            Ok((m, _)) => {
-                metas.insert(id, (m.expires_at, m.user.map(str::to_owned)));
+        let m = match crate::record::decode(&value) {
+            Ok((m, _)) => m,
+            Err(e) => {
+                out.push(Violation::Corrupt {
+                    id,
+                    reason: error_chain(&e),
+                });
+                continue;
             }
-            Err(e) => out.push(Violation::Corrupt {
+        };
+        if !look.has_expiry(&keys::expiry(m.expires_at, &id))? {
+            out.push(Violation::MissingExpiry {
                 id,
-                reason: error_chain(&e),
-            }),
+                expires_at: m.expires_at,
+            });
+        }
+        if let Some(user) = m.user
+            && !look.has_user(&keys::user(user, &id))?
+        {
+            out.push(Violation::MissingUser {
+                id,
+                user: user.to_owned(),
+            });
         }
     }
-    let mut expiry_seen: BTreeSet<SessionId> = BTreeSet::new();
+    // The session an index entry points at, if it exists and decodes.
+    let target = |id: &SessionId| -> crate::error::Result<Option<(u64, Option<String>)>> {
+        Ok(look.session(id)?.and_then(|bytes| {
+            crate::record::decode(&bytes)
+                .ok()
+                .map(|(m, _)| (m.expires_at, m.user.map(str::to_owned)))
+        }))
+    };
     for key in expiry {
+        let key = key?;
         let Some((at, id)) = keys::parse_expiry(&key) else {
             out.push(Violation::BadIndexKey {
                 tree: "expiry",
@@ -210,37 +307,21 @@ where
             });
             continue;
         };
-        match metas.get(&id) {
-            Some((expires_at, _)) if *expires_at == at => {
-                expiry_seen.insert(id);
-            }
-            _ => out.push(Violation::OrphanExpiry { id, at }),
+        if !matches!(target(&id)?, Some((expires_at, _)) if expires_at == at) {
+            out.push(Violation::OrphanExpiry { id, at });
         }
     }
-    let mut users_seen: BTreeSet<SessionId> = BTreeSet::new();
     for key in users {
+        let key = key?;
         let Some((user, id)) = keys::parse_user(&key) else {
             out.push(Violation::BadIndexKey { tree: "users", key });
             continue;
         };
-        match metas.get(&id) {
-            Some((_, Some(u))) if *u == user => {
-                users_seen.insert(id);
-            }
-            _ => out.push(Violation::OrphanUser { id, user }),
+        if !matches!(target(&id)?, Some((_, Some(u))) if u == user) {
+            out.push(Violation::OrphanUser { id, user });
         }
     }
-    for (id, (expires_at, user)) in metas {
-        if !expiry_seen.contains(&id) {
-            out.push(Violation::MissingExpiry { id, expires_at });
-        }
-        if let Some(user) = user
-            && !users_seen.contains(&id)
-        {
-            out.push(Violation::MissingUser { id, user });
-        }
-    }
-    out
+    Ok(out)
 }
 
 /// An error and its sources, joined with ": ".

@@ -668,15 +668,36 @@ impl Backend for SledBackend {
 
     fn check(&self) -> Result<Vec<Violation>> {
         self.drain()?;
-        fn all(tree: &sled::Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        // Streams: one walk per tree, point lookups for the links, so the
+        // crash check at open needs no memory in proportion to the store.
+        let sessions = self
+            .sessions
+            .iter()
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage));
+        let keys_of = |tree: &sled::Tree| {
             tree.iter()
-                .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
-                .collect()
-        }
-        let sessions = all(&self.sessions)?;
-        let expiry = all(&self.expiry)?.into_iter().map(|(k, _)| k);
-        let users = all(&self.users)?.into_iter().map(|(k, _)| k);
-        Ok(ops::check(sessions, expiry, users))
+                .keys()
+                .map(|r| r.map(|k| k.to_vec()).map_err(storage))
+        };
+        ops::check_streaming(sessions, keys_of(&self.expiry), keys_of(&self.users), self)
+    }
+}
+
+impl ops::Lookups for SledBackend {
+    fn session(&self, id: &SessionId) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .sessions
+            .get(id.as_bytes())
+            .map_err(storage)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn has_expiry(&self, key: &[u8]) -> Result<bool> {
+        self.expiry.contains_key(key).map_err(storage)
+    }
+
+    fn has_user(&self, key: &[u8]) -> Result<bool> {
+        self.users.contains_key(key).map_err(storage)
     }
 }
 

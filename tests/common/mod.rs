@@ -110,12 +110,38 @@ macro_rules! on_every_backend {
     };
 }
 
+/// [`on_every_backend!`] with settings: `$config` maps the test config.
+#[macro_export]
+macro_rules! on_every_backend_with {
+    ($name:ident, $config:expr, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn sled() {
+                ($body)($crate::common::Env::sled_with($config));
+            }
+            #[test]
+            fn memory() {
+                ($body)($crate::common::Env::memory_with($config));
+            }
+            #[cfg(feature = "redis")]
+            #[test]
+            fn redis() {
+                ($body)($crate::common::Env::redis_with($config));
+            }
+        }
+    };
+}
+
 /// Counters of a [`Probe`], and its fault switch.
 #[derive(Debug, Default)]
 pub struct Counters {
     pub gets: std::sync::atomic::AtomicUsize,
     pub writes: std::sync::atomic::AtomicUsize,
     pub flushes: std::sync::atomic::AtomicUsize,
+    /// The most ids one `user_sessions` page has returned.
+    pub largest_user_page: std::sync::atomic::AtomicUsize,
     pub fail_flush: std::sync::atomic::AtomicBool,
     /// Every `get` fails, as a broken disk would.
     pub fail_get: std::sync::atomic::AtomicBool,
@@ -200,7 +226,9 @@ impl Backend for Probe {
         cursor: Option<&[u8]>,
         limit: usize,
     ) -> sessiondb::Result<sessiondb::UserPage> {
-        self.inner.user_sessions(user, cursor, limit)
+        let page = self.inner.user_sessions(user, cursor, limit)?;
+        self.c.largest_user_page.fetch_max(page.ids.len(), SeqCst);
+        Ok(page)
     }
     fn scan(
         &self,

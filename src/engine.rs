@@ -322,6 +322,7 @@ impl SessionRecord {
 
 /// What [`Engine::import`] did with one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Imported {
     /// Stored.
     Written,
@@ -329,6 +330,31 @@ pub enum Imported {
     Exists,
     /// The record had already expired; nothing was written.
     Expired,
+    /// The session was revoked in this store after the record was taken (a
+    /// logout, log out everywhere, a revoke); nothing was written.
+    Revoked,
+}
+
+/// How far ahead of this engine's clock an imported record's times may be
+/// (another machine's clock): more is refused as impossible.
+const IMPORT_CLOCK_SKEW_MS: u64 = 60_000;
+
+/// Keys of the revocations this engine records (see [`Backend::revoke`]).
+mod revocation {
+    use crate::token::SessionId;
+
+    /// One session, by id: no record of this id may come back.
+    pub fn session(id: &SessionId) -> [u8; 33] {
+        let mut k = [0u8; 33];
+        k[0] = b'i';
+        k[1..].copy_from_slice(id.as_bytes());
+        k
+    }
+
+    /// Every session of a user created at or before the revocation.
+    pub fn user(user: &str) -> Vec<u8> {
+        [&b"u"[..], user.as_bytes()].concat()
+    }
 }
 
 pub(crate) struct Inner {
@@ -805,6 +831,9 @@ impl Engine {
             if stored {
                 next.stored_at(version);
             }
+            if from.version.is_some() {
+                self.revoke_session(&from.id, now)?;
+            }
             next.renewed = true;
             next.touched = false;
             if let Some(user) = login {
@@ -819,6 +848,16 @@ impl Engine {
         Err(Error::Conflict {
             id_hint: session.id.hint(),
         })
+    }
+
+    /// Records that `id` was revoked, before it is deleted: an export taken
+    /// earlier must not bring it back ([`import`](Self::import)). Kept for an
+    /// absolute timeout, past which no record of it could be alive anyway.
+    fn revoke_session(&self, id: &SessionId, now: u64) -> Result<()> {
+        let until = now.saturating_add(self.inner.s.absolute_ms);
+        self.inner
+            .backend
+            .revoke(&revocation::session(id), now, until)
     }
 
     /// The update lock stripe of `id`.
@@ -843,6 +882,7 @@ impl Engine {
     /// another write (a sweep, another logout) had already deleted it.
     pub fn destroy_id(&self, id: &SessionId) -> Result<bool> {
         self.inner.commit.check_writable()?;
+        self.revoke_session(id, self.inner.now())?;
         let existed = self.inner.backend.delete(id)?;
         if existed {
             self.inner.after_write(Wait::Always)?;
@@ -970,12 +1010,14 @@ impl Engine {
             }
             if evict.len() >= USER_PAGE {
                 for id in evict.drain(..) {
+                    self.revoke_session(&id, now)?;
                     self.inner.backend.delete(&id)?;
                 }
             }
             Ok(())
         })?;
         for id in evict {
+            self.revoke_session(&id, now)?;
             self.inner.backend.delete(&id)?;
         }
         Ok(())
@@ -988,6 +1030,13 @@ impl Engine {
     pub fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<usize> {
         check_user(user)?;
         self.inner.commit.check_writable()?;
+        // First the revocation, then the deletions: an import racing this
+        // call either meets the revocation or is deleted by the walk.
+        let now = self.inner.now();
+        let until = now.saturating_add(self.inner.s.absolute_ms);
+        self.inner
+            .backend
+            .revoke(&revocation::user(user), now, until)?;
         let mut n = 0;
         self.each_of_user(user, |id| {
             if Some(&id) != keep && self.inner.backend.delete(&id)? {
@@ -1111,35 +1160,85 @@ impl Engine {
         }
     }
 
-    /// Stores a record exported from another store, exactly (id, user,
-    /// times, values; version restarts at 1). Never overwrites: an id that
-    /// is already stored is left alone. The size limit and user rules of
-    /// this engine apply.
+    /// Stores a record exported from another store (id, user, times,
+    /// values; version restarts at 1). Never overwrites: an id that is
+    /// already stored is left alone.
+    ///
+    /// What an export cannot do here:
+    /// - **forge a longer life**: the absolute deadline is cut to created +
+    ///   this engine's absolute timeout, and the idle timeout to this
+    ///   engine's; a record whose last-seen time is before its creation, or
+    ///   whose times lie in the future (past a minute of clock skew), is
+    ///   refused with [`Error::InvalidRecord`]; the size limit and user
+    ///   rules of this engine apply;
+    /// - **resurrect a revoked session**: a session logged out, revoked, or
+    ///   replaced by a login in this store, or one of a user logged out
+    ///   everywhere after it was created, is [`Imported::Revoked`]. Each
+    ///   revocation is kept for one absolute timeout (past it, the record
+    ///   is expired anyway), and the sweeper forgets it after.
     pub fn import(&self, r: &SessionRecord) -> Result<Imported> {
         let inner = &self.inner;
         let now = inner.now();
         if let Some(u) = r.user.as_deref() {
             check_user(u)?;
         }
+        let refuse = |reason| Error::InvalidRecord {
+            id_hint: r.id.hint(),
+            reason,
+        };
+        if r.last_seen < r.created_at {
+            return Err(refuse("last seen before it was created"));
+        }
+        if r.last_seen > now.saturating_add(IMPORT_CLOCK_SKEW_MS) {
+            return Err(refuse("last seen in the future"));
+        }
         let body = Body {
             created_ms: r.created_at,
             last_seen_ms: r.last_seen,
-            absolute_deadline_ms: r.absolute_deadline,
-            idle_timeout_ms: r.idle_timeout_ms,
+            absolute_deadline_ms: r
+                .absolute_deadline
+                .min(r.created_at.saturating_add(inner.s.absolute_ms)),
+            idle_timeout_ms: r.idle_timeout_ms.min(inner.s.idle_ms),
             data: r.data.clone(),
         };
         if body.expires_at() <= now {
             return Ok(Imported::Expired);
         }
+        if self.is_revoked(r, now)? {
+            return Ok(Imported::Revoked);
+        }
         inner.commit.check_writable()?;
         let value = inner.encode(1, r.user.as_deref(), &body)?;
         match inner.backend.put(&r.id, None, &value, now)? {
-            Outcome::Written => {
-                inner.after_write(Wait::AsConfigured)?;
-                Ok(Imported::Written)
-            }
-            Outcome::Conflict | Outcome::Missing => Ok(Imported::Exists),
+            Outcome::Written => {}
+            Outcome::Conflict | Outcome::Missing => return Ok(Imported::Exists),
         }
+        // A revocation that came in between (log out everywhere walking the
+        // user's index before this write landed) wins.
+        if self.is_revoked(r, now)? {
+            inner.backend.delete(&r.id)?;
+            inner.after_write(Wait::Always)?;
+            return Ok(Imported::Revoked);
+        }
+        inner.after_write(Wait::AsConfigured)?;
+        Ok(Imported::Written)
+    }
+
+    /// Whether a revocation recorded here covers this record.
+    fn is_revoked(&self, r: &SessionRecord, now: u64) -> Result<bool> {
+        let backend = &self.inner.backend;
+        if backend
+            .revoked_at(&revocation::session(&r.id), now)?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        Ok(match r.user.as_deref() {
+            Some(user) => backend
+                .revoked_at(&revocation::user(user), now)?
+                .is_some_and(|at| r.created_at <= at),
+            None => false,
+        })
     }
 
     /// Runs one sweeper pass now; returns how many sessions it deleted.

@@ -147,6 +147,16 @@ pub enum Error {
         max: usize,
     },
 
+    /// A record offered to [`Engine::import`](crate::Engine::import) has
+    /// times no session of this engine can have. Nothing was written.
+    #[error("session {id_hint}: record refused: {reason}")]
+    InvalidRecord {
+        /// The first characters of the session's id.
+        id_hint: String,
+        /// What is impossible about it.
+        reason: &'static str,
+    },
+
     /// A named value could not be encoded.
     #[error("session value `{key}` does not encode")]
     Encode {

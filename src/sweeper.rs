@@ -84,6 +84,8 @@ pub(crate) fn pass(inner: &Inner) -> Result<u64> {
             break;
         }
     }
+    // Revocations past their time (see `Engine::import`), in batches too.
+    while inner.backend.forget_revocations(now, batch)? >= batch as u64 {}
     inner.swept.fetch_add(deleted, Ordering::Relaxed);
     inner.sweep_passes.fetch_add(1, Ordering::Relaxed);
     Ok(deleted)

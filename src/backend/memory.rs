@@ -13,19 +13,36 @@ use crate::error::{Error, Result};
 use crate::record::Meta;
 use crate::token::SessionId;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
     sessions: HashMap<SessionId, Vec<u8>>,
     expiry: BTreeSet<[u8; 40]>,
     users: BTreeSet<Vec<u8>>,
     quarantine: HashMap<Vec<u8>, Vec<u8>>,
+    /// Revocations: key -> (at, until), and (until, key) to forget them.
+    revoked: HashMap<Vec<u8>, (u64, u64)>,
+    revoked_due: BTreeSet<(u64, Vec<u8>)>,
 }
 
 /// Sessions in process memory, behind one lock, with the same trees and
 /// the same write logic as the sled backend. Nothing survives the process.
-#[derive(Debug, Default)]
+///
+/// `Debug` shows counts only, never a record.
+#[derive(Default)]
 pub struct MemoryBackend {
     state: RwLock<State>,
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.read();
+        f.debug_struct("MemoryBackend")
+            .field("sessions", &state.sessions.len())
+            .field("users_entries", &state.users.len())
+            .field("quarantined", &state.quarantine.len())
+            .field("revocations", &state.revoked.len())
+            .finish()
+    }
 }
 
 impl MemoryBackend {
@@ -242,6 +259,45 @@ impl Backend for MemoryBackend {
 
     fn quarantined(&self) -> Result<u64> {
         Ok(self.read().quarantine.len() as u64)
+    }
+
+    fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()> {
+        let mut state = self.write();
+        let (at, until) = match state.revoked.get(key) {
+            Some(&(at, until)) => (at.max(at_ms), until.max(until_ms)),
+            None => (at_ms, until_ms),
+        };
+        if let Some(&(_, old)) = state.revoked.get(key) {
+            state.revoked_due.remove(&(old, key.to_vec()));
+        }
+        state.revoked_due.insert((until, key.to_vec()));
+        state.revoked.insert(key.to_vec(), (at, until));
+        Ok(())
+    }
+
+    fn revoked_at(&self, key: &[u8], now_ms: u64) -> Result<Option<u64>> {
+        Ok(self
+            .read()
+            .revoked
+            .get(key)
+            .filter(|(_, until)| *until > now_ms)
+            .map(|(at, _)| *at))
+    }
+
+    fn forget_revocations(&self, now_ms: u64, limit: usize) -> Result<u64> {
+        let mut state = self.write();
+        let mut n = 0;
+        while n < limit as u64 {
+            match state.revoked_due.first() {
+                Some((until, _)) if *until <= now_ms => {}
+                _ => break,
+            }
+            if let Some((_, key)) = state.revoked_due.pop_first() {
+                state.revoked.remove(&key);
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     fn check(&self) -> Result<Vec<Violation>> {

@@ -233,6 +233,20 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// How many records are in quarantine.
     fn quarantined(&self) -> Result<u64>;
 
+    /// Records a revocation, kept until `until_ms`: `key` names what was
+    /// revoked (the engine's choice of bytes: a session id, a user), `at_ms`
+    /// when. Recording the same key again keeps the latest `at_ms` and the
+    /// furthest `until_ms`. Durable with the next [`flush`](Self::flush).
+    fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()>;
+
+    /// When `key` was revoked, if its revocation is still kept at `now_ms`.
+    fn revoked_at(&self, key: &[u8], now_ms: u64) -> Result<Option<u64>>;
+
+    /// Forgets up to `limit` revocations whose time has passed by `now_ms`;
+    /// returns how many. A backend whose store expires them itself returns
+    /// 0.
+    fn forget_revocations(&self, now_ms: u64, limit: usize) -> Result<u64>;
+
     /// Flushes and records a clean shutdown, so the next open can skip the
     /// crash check. Default: [`flush`](Self::flush).
     fn close(&self) -> Result<()> {
@@ -273,6 +287,25 @@ pub(crate) mod keys {
         let mut k = user_prefix(user);
         k.extend_from_slice(id.as_bytes());
         k
+    }
+
+    /// `revoked` key of a revocation: `k` ++ the engine's key. Its value is
+    /// `at_ms` u64 BE ++ `until_ms` u64 BE.
+    pub fn revocation(key: &[u8]) -> Vec<u8> {
+        [&b"k"[..], key].concat()
+    }
+
+    /// `revoked` key that orders revocations by the time they may be
+    /// forgotten: `t` ++ `until_ms` u64 BE ++ the engine's key; empty value.
+    pub fn revocation_due(until_ms: u64, key: &[u8]) -> Vec<u8> {
+        [&b"t"[..], &until_ms.to_be_bytes(), key].concat()
+    }
+
+    /// The two times of a revocation's value.
+    pub fn parse_revocation(value: &[u8]) -> Option<(u64, u64)> {
+        let (at, rest) = value.split_first_chunk::<8>()?;
+        let until: [u8; 8] = rest.try_into().ok()?;
+        Some((u64::from_be_bytes(*at), u64::from_be_bytes(until)))
     }
 
     pub fn parse_user(key: &[u8]) -> Option<(String, SessionId)> {

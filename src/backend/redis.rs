@@ -148,6 +148,8 @@ impl RedisOptions {
 /// - `P:u:<user>`: a sorted set of that user's session ids scored by expiry,
 ///   with a TTL of its newest member's remaining life.
 /// - `P:q:<id>`: records moved aside by repair (quarantine).
+/// - `P:r:<key>`: a revocation (`<key>` the engine's key in base64url),
+///   `"<at>:<until>"` in ms, which Redis expires itself at `until`.
 ///
 /// `<id>` is the id in base64url. Ids are random, so keys spread evenly.
 ///
@@ -587,7 +589,53 @@ impl Backend for RedisBackend {
     fn quarantined(&self) -> Result<u64> {
         Ok(self.scan_keys(&format!("{}q:*", self.p))?.len() as u64)
     }
+
+    fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()> {
+        let rkey = format!("{}r:{}", self.p, URL_SAFE_NO_PAD.encode(key));
+        let _: i64 = self.with(|c| {
+            Script::new(REVOKE)
+                .key(&rkey)
+                .arg(at_ms)
+                .arg(until_ms)
+                .invoke(c)
+        })?;
+        Ok(())
+    }
+
+    fn revoked_at(&self, key: &[u8], now_ms: u64) -> Result<Option<u64>> {
+        let rkey = format!("{}r:{}", self.p, URL_SAFE_NO_PAD.encode(key));
+        let value: Option<String> = self.with(|c| c.get(&rkey))?;
+        Ok(value.and_then(|v| {
+            let (at, until) = v.split_once(':')?;
+            let (at, until) = (at.parse::<u64>().ok()?, until.parse::<u64>().ok()?);
+            (until > now_ms).then_some(at)
+        }))
+    }
+
+    fn forget_revocations(&self, _now_ms: u64, _limit: usize) -> Result<u64> {
+        // Each revocation carries its own expiry in Redis.
+        Ok(0)
+    }
 }
+
+/// KEYS[1]: the revocation's key; ARGV: at (the engine's now), until (ms).
+/// Keeps the latest `at` and the furthest `until`; Redis drops the key at
+/// `until`, counted from the engine's clock (a TTL, not a server time).
+const REVOKE: &str = r#"
+local now = tonumber(ARGV[1])
+local at, untl = now, tonumber(ARGV[2])
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local a, u = string.match(cur, '^(%d+):(%d+)$')
+  if a and tonumber(a) > at then at = tonumber(a) end
+  if u and tonumber(u) > untl then untl = tonumber(u) end
+end
+redis.call('SET', KEYS[1], string.format('%d:%d', at, untl))
+local ttl = untl - now
+if ttl < 1 then ttl = 1 end
+redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
+return 1
+"#;
 
 enum FixError {
     Redis(redis::RedisError),

@@ -12,7 +12,14 @@
 //!   expiry    expires_at ms u64 BE ++ session id           empty
 //!   users     user len u16 BE ++ user (UTF-8) ++ id        empty
 //!   quarantine  key of a record that did not decode           its bytes, as found
+//!   revoked   `k` ++ key                                   at ms u64 BE ++ until ms u64 BE
+//!             `t` ++ until ms u64 BE ++ key                empty (revocations in time order)
 //! ```
+//!
+//! `revoked` holds what logouts revoked (see [`Backend::revoke`]): the two
+//! entries of a revocation are written in one batch, outside the committer
+//! (nothing else reads them in the same step), and reach disk with the
+//! flush that makes the revocation durable.
 //!
 //! Every change that touches more than one tree is one sled transaction over
 //! the trees it touches.
@@ -94,6 +101,9 @@ pub struct SledBackend {
     expiry: sled::Tree,
     users: sled::Tree,
     quarantine: sled::Tree,
+    revoked: sled::Tree,
+    /// Serialises a revocation's read-modify-write of its two entries.
+    revoking: Mutex<()>,
     /// `DIR/db`, opened by us for `fdatasync`.
     db_file: File,
     /// Queue to the committer thread; `None` once stopped.
@@ -196,6 +206,7 @@ impl SledBackend {
         let tree = |name: &str| db.open_tree(name).map_err(storage);
         let (sessions, expiry, users) = (tree("sessions")?, tree("expiry")?, tree("users")?);
         let quarantine = tree("quarantine")?;
+        let revoked = tree("revoked")?;
         let db_path = dir.join("db");
         let db_file = File::open(&db_path).map_err(io_err(&db_path))?;
         let (commit, queue) = crossbeam_channel::unbounded::<Request>();
@@ -224,6 +235,8 @@ impl SledBackend {
             expiry,
             users,
             quarantine,
+            revoked,
+            revoking: Mutex::new(()),
             db_file,
             commit: Some(commit),
             behind,
@@ -598,6 +611,61 @@ impl Backend for SledBackend {
             }
         }
         Ok(out)
+    }
+
+    fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()> {
+        let _one_at_a_time = self.revoking.lock().unwrap_or_else(|e| e.into_inner());
+        let main = keys::revocation(key);
+        let old = self
+            .revoked
+            .get(&main)
+            .map_err(storage)?
+            .and_then(|v| keys::parse_revocation(&v));
+        let (at, until) = match old {
+            Some((at, until)) => (at.max(at_ms), until.max(until_ms)),
+            None => (at_ms, until_ms),
+        };
+        let mut batch = sled::Batch::default();
+        if let Some((_, old_until)) = old {
+            batch.remove(keys::revocation_due(old_until, key));
+        }
+        batch.insert(keys::revocation_due(until, key), &[][..]);
+        batch.insert(main, [at.to_be_bytes(), until.to_be_bytes()].concat());
+        self.revoked.apply_batch(batch).map_err(storage)
+    }
+
+    fn revoked_at(&self, key: &[u8], now_ms: u64) -> Result<Option<u64>> {
+        Ok(self
+            .revoked
+            .get(keys::revocation(key))
+            .map_err(storage)?
+            .and_then(|v| keys::parse_revocation(&v))
+            .filter(|(_, until)| *until > now_ms)
+            .map(|(at, _)| at))
+    }
+
+    fn forget_revocations(&self, now_ms: u64, limit: usize) -> Result<u64> {
+        let _one_at_a_time = self.revoking.lock().unwrap_or_else(|e| e.into_inner());
+        let end = keys::revocation_due(now_ms, &[0xff; 8]);
+        let mut batch = sled::Batch::default();
+        let mut n = 0u64;
+        for item in self.revoked.range(&b"t"[..]..=&end[..]).take(limit) {
+            let (due, _) = item.map_err(storage)?;
+            let Some(key) = due.get(9..) else { continue };
+            // Only if the main entry is still this one's (not moved later).
+            let current = self
+                .revoked
+                .get(keys::revocation(key))
+                .map_err(storage)?
+                .and_then(|v| keys::parse_revocation(&v));
+            if current.is_some_and(|(_, until)| until <= now_ms) {
+                batch.remove(keys::revocation(key));
+            }
+            batch.remove(due.to_vec());
+            n += 1;
+        }
+        self.revoked.apply_batch(batch).map_err(storage)?;
+        Ok(n)
     }
 
     fn flush(&self) -> Result<()> {

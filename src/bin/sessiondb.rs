@@ -714,12 +714,14 @@ fn import(engine: Engine) -> Outcome {
         return Ok(ExitCode::from(1));
     }
     let bar = spinner("importing");
-    let (mut written, mut expired) = (0u64, 0u64);
+    let (mut written, mut expired, mut revoked) = (0u64, 0u64, 0u64);
     for (line, r) in &records {
         match engine.import(r) {
             Ok(Imported::Written) => written += 1,
             Ok(Imported::Expired) => expired += 1,
-            Ok(Imported::Exists) => {
+            Ok(Imported::Revoked) => revoked += 1,
+            // Exists, or any outcome this tool does not know.
+            Ok(_) => {
                 return Err(Fail(
                     format!(
                         "error: line {line}: session {} appeared in the store while importing; {written} were imported before it",
@@ -739,6 +741,8 @@ fn import(engine: Engine) -> Outcome {
     }
     bar.finish_and_clear();
     engine.close()?;
-    eprintln!("imported {written} session(s); skipped {expired} already expired");
+    eprintln!(
+        "imported {written} session(s); skipped {expired} already expired, {revoked} revoked since"
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -220,6 +220,16 @@ impl Backend for Probe {
         self.c.writes.fetch_add(1, SeqCst);
         self.inner.delete_if_expired(id, now)
     }
+    fn revoke(&self, key: &[u8], at: u64, until: u64) -> sessiondb::Result<()> {
+        self.c.writes.fetch_add(1, SeqCst);
+        self.inner.revoke(key, at, until)
+    }
+    fn revoked_at(&self, key: &[u8], now: u64) -> sessiondb::Result<Option<u64>> {
+        self.inner.revoked_at(key, now)
+    }
+    fn forget_revocations(&self, now: u64, limit: usize) -> sessiondb::Result<u64> {
+        self.inner.forget_revocations(now, limit)
+    }
     fn user_sessions(
         &self,
         user: &str,

@@ -1,0 +1,319 @@
+//! `Engine::import` (and so `sessiondb import`) cannot give a session a
+//! longer life than this engine would, and an export taken before a
+//! revocation cannot bring the revoked sessions back.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Barrier};
+
+use sessiondb::{Engine, Error, Imported, SessionId, SessionRecord};
+
+const HOUR: u64 = 3_600_000;
+
+fn export(engine: &Engine) -> Vec<SessionRecord> {
+    engine
+        .records(None, 1000)
+        .expect("records")
+        .into_iter()
+        .map(|(_, r)| r.expect("decodes"))
+        .collect()
+}
+
+fn record(now: u64, user: Option<&str>) -> SessionRecord {
+    SessionRecord {
+        id: SessionId::generate().expect("rng"),
+        version: 1,
+        user: user.map(str::to_owned),
+        created_at: now - 1000,
+        last_seen: now - 500,
+        expires_at: now + HOUR,
+        absolute_deadline: now + HOUR,
+        idle_timeout_ms: HOUR,
+        data: BTreeMap::from([("k".to_owned(), vec![1, 2, 3])]),
+    }
+}
+
+on_every_backend!(
+    a_forged_lifetime_is_cut_to_this_engines,
+    |env: common::Env| {
+        let now = common::T0;
+        let mut r = record(now, Some("mallory"));
+        let decade = 10 * 365 * 24 * HOUR;
+        r.absolute_deadline = r.created_at + decade;
+        r.idle_timeout_ms = decade;
+        r.expires_at = r.created_at + decade;
+        assert_eq!(env.engine.import(&r).expect("import"), Imported::Written);
+        let stored = env.engine.record(&r.id).expect("read").expect("live");
+        // The defaults: 30 minutes idle, 24 hours absolute.
+        assert_eq!(stored.idle_timeout_ms, 30 * 60 * 1000);
+        assert_eq!(stored.absolute_deadline, r.created_at + 24 * HOUR);
+        assert_eq!(stored.expires_at, r.last_seen + 30 * 60 * 1000);
+        env.assert_sound();
+    }
+);
+
+on_every_backend!(
+    impossible_times_and_sizes_are_refused,
+    |env: common::Env| {
+        let now = common::T0;
+        let mut before = record(now, None);
+        before.last_seen = before.created_at - 1;
+        let mut future = record(now, None);
+        future.last_seen = now + 2 * HOUR;
+        future.created_at = now + HOUR;
+        for r in [&before, &future] {
+            let err = env.engine.import(r).expect_err("refused");
+            assert!(matches!(err, Error::InvalidRecord { .. }), "{err:?}");
+            assert!(env.engine.record(&r.id).expect("read").is_none());
+        }
+        let mut huge = record(now, None);
+        huge.data.insert("blob".into(), vec![0; 200 * 1024]);
+        assert!(matches!(
+            env.engine.import(&huge),
+            Err(Error::TooLarge { .. })
+        ));
+        assert_eq!(env.engine.stats().expect("stats").live_sessions, 0);
+    }
+);
+
+on_every_backend!(
+    an_export_from_before_a_revocation_brings_nothing_back,
+    |env: common::Env| {
+        let e = &env.engine;
+        let logged_out = env.stored(1);
+        let mut everywhere = Vec::new();
+        for _ in 0..2 {
+            let mut s = env.stored(2);
+            e.login(&mut s, "uma").expect("login");
+            everywhere.push(s);
+        }
+        let mut relogin = env.stored(3);
+        let bystander = env.stored(4);
+        let backup = export(e);
+        assert_eq!(backup.len(), 5);
+
+        env.advance(1);
+        e.destroy(&logged_out).expect("logout");
+        e.destroy_user("uma", None).expect("log out everywhere");
+        let replaced = *relogin.id();
+        e.login(&mut relogin, "vic").expect("login replaces the id");
+        e.destroy(&bystander).expect("logout");
+        // uma logs in again after the revocation: that session is hers to keep.
+        env.advance(1);
+        let mut fresh = e.create().expect("create");
+        e.login(&mut fresh, "uma").expect("login");
+
+        let revoked = [
+            *logged_out.id(),
+            *everywhere[0].id(),
+            *everywhere[1].id(),
+            replaced,
+            *bystander.id(),
+        ];
+        for r in &backup {
+            assert!(revoked.contains(&r.id));
+            assert_eq!(
+                e.import(r).expect("import"),
+                Imported::Revoked,
+                "{:?}",
+                r.id
+            );
+            assert!(e.record(&r.id).expect("read").is_none());
+        }
+        // A later export of uma's new session imports into a store that lost it.
+        let later = e.record(fresh.id()).expect("read").expect("live");
+        e.destroy(&fresh).expect("logout");
+        assert_eq!(e.import(&later).expect("import"), Imported::Revoked);
+        env.assert_sound();
+    }
+);
+
+#[test]
+fn revocations_are_forgotten_after_an_absolute_timeout() {
+    let env = common::Env::memory();
+    let s = env.stored(1);
+    let r = export(&env.engine).remove(0);
+    env.engine.destroy(&s).expect("logout");
+    env.engine
+        .destroy_user("nobody", None)
+        .expect("revoke a user");
+    assert!(format!("{:?}", env.engine).contains("revocations: 2"));
+    env.advance(24 * 3600 - 10);
+    env.engine.sweep_now().expect("sweep");
+    assert!(format!("{:?}", env.engine).contains("revocations: 2"));
+    env.advance(20);
+    env.engine.sweep_now().expect("sweep");
+    assert!(format!("{:?}", env.engine).contains("revocations: 0"));
+    // By then the record is past its absolute deadline: still nothing back.
+    assert_eq!(env.engine.import(&r).expect("import"), Imported::Expired);
+}
+
+/// An import racing "log out everywhere" of the record's user: whatever
+/// the order, the user's session created before the logout is not there
+/// afterwards. 300 rounds.
+#[test]
+fn import_racing_log_out_everywhere_300_rounds() {
+    let clock = sessiondb::ManualClock::new(common::T0);
+    let engine = Arc::new(Engine::memory(common::config(&clock)).expect("memory"));
+    for round in 0..300 {
+        clock.advance(std::time::Duration::from_millis(5));
+        let now = common::T0 + 5 * (round + 1);
+        let r = record(now, Some("wes"));
+        let start = Arc::new(Barrier::new(2));
+        let importer = {
+            let (engine, start, r) = (engine.clone(), start.clone(), r.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                engine.import(&r).expect("import")
+            })
+        };
+        start.wait();
+        engine
+            .destroy_user("wes", None)
+            .expect("log out everywhere");
+        let outcome = importer.join().expect("importer");
+        assert!(
+            engine.record(&r.id).expect("read").is_none(),
+            "round {round}: {outcome:?}, and the session is back"
+        );
+    }
+    assert!(engine.check().expect("check").is_empty());
+}
+
+/// A memory backend whose next `put` first runs a hook: the moment
+/// between an import's revocation check and its write.
+#[derive(Debug, Default)]
+struct PutHook {
+    inner: sessiondb::MemoryBackend,
+    hook: std::sync::Mutex<Option<Hook>>,
+}
+
+struct Hook(Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
+impl sessiondb::Backend for PutHook {
+    fn get(&self, id: &SessionId, now: u64) -> sessiondb::Result<Option<Vec<u8>>> {
+        self.inner.get(id, now)
+    }
+    fn put(
+        &self,
+        id: &SessionId,
+        e: Option<u64>,
+        v: &[u8],
+        now: u64,
+    ) -> sessiondb::Result<sessiondb::Outcome> {
+        let hook = self.hook.lock().expect("hook").take();
+        if let Some(Hook(f)) = hook {
+            f();
+        }
+        self.inner.put(id, e, v, now)
+    }
+    fn rename(
+        &self,
+        old: &SessionId,
+        e: u64,
+        new: &SessionId,
+        v: &[u8],
+        now: u64,
+    ) -> sessiondb::Result<sessiondb::Outcome> {
+        self.inner.rename(old, e, new, v, now)
+    }
+    fn delete(&self, id: &SessionId) -> sessiondb::Result<bool> {
+        self.inner.delete(id)
+    }
+    fn expired(&self, now: u64, limit: usize) -> sessiondb::Result<Vec<SessionId>> {
+        self.inner.expired(now, limit)
+    }
+    fn delete_if_expired(&self, id: &SessionId, now: u64) -> sessiondb::Result<bool> {
+        self.inner.delete_if_expired(id, now)
+    }
+    fn user_sessions(
+        &self,
+        user: &str,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> sessiondb::Result<sessiondb::UserPage> {
+        self.inner.user_sessions(user, cursor, limit)
+    }
+    fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> sessiondb::Result<Vec<(SessionId, Vec<u8>)>> {
+        self.inner.scan(after, limit)
+    }
+    fn flush(&self) -> sessiondb::Result<()> {
+        self.inner.flush()
+    }
+    fn stats(&self, now: u64) -> sessiondb::Result<sessiondb::BackendStats> {
+        self.inner.stats(now)
+    }
+    fn check(&self) -> sessiondb::Result<Vec<sessiondb::Violation>> {
+        self.inner.check()
+    }
+    fn fix(&self, v: &sessiondb::Violation) -> sessiondb::Result<bool> {
+        self.inner.fix(v)
+    }
+    fn quarantined(&self) -> sessiondb::Result<u64> {
+        self.inner.quarantined()
+    }
+    fn revoke(&self, key: &[u8], at: u64, until: u64) -> sessiondb::Result<()> {
+        self.inner.revoke(key, at, until)
+    }
+    fn revoked_at(&self, key: &[u8], now: u64) -> sessiondb::Result<Option<u64>> {
+        self.inner.revoked_at(key, now)
+    }
+    fn forget_revocations(&self, now: u64, limit: usize) -> sessiondb::Result<u64> {
+        self.inner.forget_revocations(now, limit)
+    }
+}
+
+/// Log out everywhere runs whole between the import's check and its
+/// write: the walk finds nothing to delete, so the import must see the
+/// revocation after writing and take its write back.
+#[test]
+fn log_out_everywhere_between_an_imports_check_and_write() {
+    let clock = sessiondb::ManualClock::new(common::T0);
+    // The hook needs the engine that owns the backend: set once built.
+    let handle: Arc<std::sync::OnceLock<Arc<Engine>>> = Arc::default();
+    let for_hook = handle.clone();
+    let backend = PutHook {
+        hook: std::sync::Mutex::new(Some(Hook(Box::new(move || {
+            let e = for_hook.get().expect("engine built");
+            assert_eq!(e.destroy_user("wes", None).expect("log out everywhere"), 0);
+        })))),
+        ..PutHook::default()
+    };
+    let engine =
+        Arc::new(Engine::with_backend(Box::new(backend), common::config(&clock)).expect("engine"));
+    handle.set(engine.clone()).expect("set once");
+    let r = record(common::T0, Some("wes"));
+    assert_eq!(engine.import(&r).expect("import"), Imported::Revoked);
+    assert!(engine.record(&r.id).expect("read").is_none());
+    assert!(engine.check().expect("check").is_empty());
+}
+
+#[test]
+fn the_revocation_is_kept_in_the_store_across_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = sessiondb::ManualClock::new(common::T0);
+    let open = || Engine::open(dir.path(), common::config(&clock)).expect("open");
+    let engine = open();
+    let mut s = engine.create().expect("create");
+    s.insert("k", "v").expect("insert");
+    engine.save(&mut s).expect("save");
+    let backup = export(&engine);
+    engine.destroy(&s).expect("logout");
+    drop(engine);
+    let engine = open();
+    assert_eq!(
+        engine.import(&backup[0]).expect("import"),
+        Imported::Revoked
+    );
+}

@@ -129,7 +129,17 @@ impl SledBackend {
                 reason: "it is a file, not a directory".into(),
             });
         }
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        // Owner-only: the store holds every session's data and full id.
+        // Directories made here get 0700 (parents too). An existing one
+        // keeps the mode its owner chose, even group- or world-readable:
+        // refusing it would break stores whose access is the operator's
+        // decision (a shared group, a container's volume), and changing it
+        // behind their back would be worse.
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(io_err(dir))?;
         let marker_path = dir.join(MARKER);
         let has_marker = marker_path.exists();
         if !has_marker {

@@ -404,3 +404,54 @@ fn names_and_keys_from_the_store_never_reach_the_terminal_raw() {
     assert_eq!(refused.status.code(), Some(1));
     inert(&refused.stderr).unwrap_or_else(|e| panic!("import: {e}"));
 }
+
+#[test]
+fn export_to_a_file_makes_it_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("store");
+    make_store(&dir);
+    let d = dir.to_str().expect("utf-8 path");
+    let file = tmp.path().join("backup.jsonl");
+    let f = file.to_str().expect("utf-8 path");
+
+    let out = ok(tool(&["export", d, "--output", f], None));
+    assert!(out.stdout.is_empty(), "the lines go to the file");
+    let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
+    assert_eq!(format!("{:o}", mode & 0o777), "600", "export file mode");
+    let lines = std::fs::read(&file).expect("read");
+    assert_eq!(
+        lines,
+        ok(tool(&["export", d], None)).stdout,
+        "same as stdout"
+    );
+    assert_eq!(text(&lines).lines().count(), 4);
+
+    // An existing file (whatever its mode) is never overwritten.
+    let again = tool(&["export", d, "-o", f], None);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(std::fs::read(&file).expect("read"), lines);
+
+    // Redirected to a file others can read: the tool says so.
+    let shared = tmp.path().join("shared.jsonl");
+    let sink = std::fs::File::create(&shared).expect("create");
+    sink.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let out = Command::new(env!("CARGO_BIN_EXE_sessiondb"))
+        .args(["export", d])
+        .stdout(sink)
+        .output()
+        .expect("run sessiondb");
+    assert!(out.status.success());
+    assert!(
+        text(&out.stderr).contains("warning:"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&shared).expect("read"), lines);
+}

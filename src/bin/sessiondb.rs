@@ -115,10 +115,16 @@ enum Command {
         #[command(flatten)]
         out: Out,
     },
-    /// Write every live session to stdout as JSON lines.
+    /// Write every live session as JSON lines, to stdout or a new file.
+    /// The output is a secret: it holds every session's full id and values.
     Export {
         /// The store's directory.
         dir: PathBuf,
+        /// Write to this file, made owner-only (0600); it must not exist.
+        /// Prefer it to redirecting stdout, which leaves the mode to the
+        /// shell's umask.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// Read JSON lines (as `export` writes them) from stdin into the store.
     /// Every line is checked first; if any is bad, nothing is written.
@@ -270,7 +276,7 @@ fn run(command: Command) -> Outcome {
         Command::Revoke { dir, target, out } => revoke(open_existing(&dir)?, target, out.json),
         Command::Sweep { dir, out } => sweep(open_existing(&dir)?, out.json),
         Command::Check { dir, repair, out } => check(open_existing(&dir)?, repair, out.json),
-        Command::Export { dir } => export(&open_existing(&dir)?),
+        Command::Export { dir, output } => export(&open_existing(&dir)?, output.as_deref()),
         Command::Import { dir } => import(open(&dir)?),
     }
 }
@@ -664,12 +670,58 @@ fn to_line(r: &SessionRecord) -> Value {
     })
 }
 
-fn export(engine: &Engine) -> Outcome {
+/// Where `export` writes: a new owner-only file, or stdout.
+fn export_sink(output: Option<&Path>) -> Result<Box<dyn std::io::Write>, Fail> {
+    let Some(path) = output else {
+        warn_if_stdout_is_shared();
+        return Ok(Box::new(std::io::stdout().lock()));
+    };
+    let mut options = std::fs::OpenOptions::new();
+    // create_new: never truncate a file that may be readable by others (a
+    // mode only applies to a file being made), and never follow a link.
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(file) => Ok(Box::new(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Fail(
+            format!(
+                "error: {} exists; export writes only a new file",
+                path.display()
+            ),
+            2,
+        )),
+        Err(e) => Err(Fail(format!("error: {}: {e}", path.display()), 2)),
+    }
+}
+
+/// Redirected stdout gets the shell's umask (often world-readable): say so.
+fn warn_if_stdout_is_shared() {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let shared = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o077 != 0);
+        if shared {
+            eprintln!(
+                "warning: the export goes to a file others may read; it holds every session's \
+                 full id and values. Use --output FILE, which makes it owner-only."
+            );
+        }
+    }
+}
+
+fn export(engine: &Engine, output: Option<&Path>) -> Outcome {
+    let mut out = std::io::BufWriter::new(export_sink(output)?);
     let bar = spinner("exporting");
     let now = std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let (mut written, mut corrupt) = (0u64, 0u64);
     each_record(engine, &bar, |id, r| {
         match r {

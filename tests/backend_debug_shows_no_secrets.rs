@@ -75,3 +75,13 @@ fn memory_backend_debug_shows_no_records() {
     let session = store_one(&engine);
     assert_shows_nothing_stored(&format!("{engine:?}"), &session);
 }
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_backend_debug_shows_no_records() {
+    let env = common::Env::redis();
+    let session = store_one(&env.engine);
+    let shown = format!("{:?}", env.engine);
+    assert_shows_nothing_stored(&shown, &session);
+    assert!(shown.contains("RedisBackend"), "{shown}");
+}

@@ -8,9 +8,9 @@
 //! `POST /api/logout`, `POST /api/logout-all`. Every POST but login needs
 //! the session's CSRF token in `X-CSRF-Token`.
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,6 +134,12 @@ async fn shutdown_signal() {
 
 /// The key from `SESSIONDB_KEY` (base64), else the data directory's key
 /// file, else a new one (with its bytes, to be saved once the store exists).
+///
+/// A key file that other users can read (any group or other permission
+/// bit) is refused, as OpenSSH refuses such a private key: the key may
+/// already be known to someone else, and quietly fixing the mode would
+/// keep signing with it. The operator decides: `chmod 600` if no one else
+/// can have read it, or delete it for a new key (which logs everyone out).
 fn signing_key(data: &Path) -> Result<(Key, Option<[u8; 32]>), BoxError> {
     if let Ok(text) = std::env::var("SESSIONDB_KEY") {
         let bytes = STANDARD
@@ -142,8 +148,23 @@ fn signing_key(data: &Path) -> Result<(Key, Option<[u8; 32]>), BoxError> {
         return Ok((Key::try_from(&bytes[..])?, None));
     }
     let path = data.join(KEY_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
+    match std::fs::File::open(&path) {
+        Ok(mut file) => {
+            // The mode of the file opened, so what is checked is what is read.
+            let mode = file.metadata()?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "{} is readable or writable by other users (mode {mode:03o}), so the \
+                     key may not be secret any more. If no one else can have read it, \
+                     `chmod 600` it; otherwise delete it, and a new key is made at the \
+                     next start (every user is logged out).",
+                    path.display()
+                )
+                .into());
+            }
+            let mut text = String::new();
+            file.read_to_string(&mut text)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             let bytes = STANDARD
                 .decode(text.trim())
                 .map_err(|e| format!("{} is not base64: {e}", path.display()))?;

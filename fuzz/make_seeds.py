@@ -69,4 +69,63 @@ for i in range(6):
     write("engine_ops", str(i), hashlib.sha512(b"engine_ops %d" % i).digest() * (i + 1))
 write("engine_ops", "zeros", bytes(64))
 
+
+# record: stored values (src/record.rs), header then bincode 2 (standard
+# config: varint integers, little-endian) of the body.
+def varint(n):
+    if n < 251:
+        return bytes([n])
+    if n < 1 << 16:
+        return b"\xfb" + struct.pack("<H", n)
+    if n < 1 << 32:
+        return b"\xfc" + struct.pack("<I", n)
+    return b"\xfd" + struct.pack("<Q", n)
+
+
+def body(created, last_seen, deadline, idle, data):
+    out = varint(created) + varint(last_seen) + varint(deadline) + varint(idle)
+    out += varint(len(data))
+    for k, v in sorted(data.items()):
+        out += varint(len(k)) + k + varint(len(v)) + v
+    return out
+
+
+def record(version, user, b, expires_at=None, fmt=1):
+    user = user or b""
+    if expires_at is None:
+        expires_at = 0
+    return bytes([fmt]) + struct.pack(">QQH", version, expires_at, len(user)) + user + b
+
+
+NOW = 1_767_225_600_000  # sessiondb_fuzz::RECORD_NOW_MS
+HOUR = 3_600_000
+live = body(NOW - HOUR, NOW - 60_000, NOW + 24 * HOUR, HOUR, {b"cart": b"\x02\x04book\x03pen", b"n": b"\x07"})
+records = {
+    "live-no-user": record(1, None, live, NOW - 60_000 + HOUR),
+    "live-user": record(7, b"alice", live, NOW - 60_000 + HOUR),
+    "live-unicode-user": record(2, "\u00fcn\u00efcode".encode(), live, NOW - 60_000 + HOUR),
+    "stale-touch": record(3, b"bob", body(NOW - 2 * HOUR, NOW - HOUR, NOW + HOUR, 2 * HOUR, {}), NOW + HOUR),
+    "expired": record(1, b"carol", body(0, 10, 1000, 100, {b"k": b"\x00"}), 110),
+    "empty-body": record(1, None, body(0, 0, 0, 0, {}), 0),
+    "header-disagrees": record(1, b"dave", live, NOW + 365 * 24 * HOUR),
+    "big-values": record(1, b"eve", body(NOW, NOW, NOW + HOUR, HOUR, {b"blob": bytes(range(256)) * 4, b"x" * 300: b"y"}), NOW + HOUR),
+}
+for name, data in records.items():
+    write("record", name, data)
+good = records["live-user"]
+write("record", "empty", b"")
+write("record", "version-only", b"\x01")
+write("record", "truncated-header", good[:12])
+write("record", "truncated-user", good[:21])
+write("record", "truncated-body", good[:-3])
+write("record", "wrong-version-0", b"\x00" + good[1:])
+write("record", "wrong-version-2", b"\x02" + good[1:])
+write("record", "trailing", good + b"\x00")
+write("record", "bad-utf8-user", record(1, b"\xff\xfe", live, NOW + HOUR))
+write("record", "user-longer-than-record", good[:17] + b"\xff\xff" + good[19:])
+# Length prefixes claiming far more than there is: must fail, not allocate.
+write("record", "huge-map", record(1, None, varint(0) * 4 + b"\xfd" + struct.pack("<Q", 2**62), NOW + HOUR))
+write("record", "huge-value", record(1, None, varint(0) * 4 + varint(1) + varint(1) + b"k" + b"\xfc" + struct.pack("<I", 2**31), NOW + HOUR))
+write("record", "bad-utf8-key", record(1, None, varint(0) * 4 + varint(1) + varint(2) + b"\xc3\x28" + varint(0), NOW + HOUR))
+
 print("golden:", t1.decode())

@@ -22,8 +22,9 @@
 //! value of a type the reader no longer knows does not make the whole
 //! session unreadable.
 //!
-//! A decoder meets an unknown format version, a truncated header, bad UTF-8,
-//! a body that does not decode, or trailing bytes with a [`FormatError`],
+//! A decoder meets an unknown format version, a record version no store
+//! can reach ([`MAX_VERSION`]), a truncated header, bad UTF-8, a body that
+//! does not decode, or trailing bytes with a [`FormatError`],
 //! never a panic; bincode's allocation limit keeps a hostile length prefix
 //! from allocating more than [`MAX_DECODE_BYTES`].
 
@@ -38,6 +39,12 @@ const HEADER_LEN: usize = 19;
 pub const MAX_USER_LEN: usize = 1024;
 /// Upper bound on what decoding one body may allocate.
 pub const MAX_DECODE_BYTES: usize = 64 * 1024 * 1024;
+/// Record versions at or past this (2^63) do not decode. No store writes
+/// one session 2^63 times, so such a version is damage; refusing it leaves
+/// whoever holds a decoded version 2^63 increments of room, so `+ 1` on a
+/// version read back (a touch, then saves of the same copy) never
+/// overflows.
+pub const MAX_VERSION: u64 = 1 << 63;
 
 fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_DECODE_BYTES>()
@@ -65,6 +72,10 @@ pub enum FormatError {
     /// Bytes after the body.
     #[error("{0} trailing bytes after the record body")]
     Trailing(usize),
+    /// A record version of 2^63 or more: versions start at 1 and grow by
+    /// one per write, so only damage gets there.
+    #[error("record version {0} is past the largest a store can reach")]
+    VersionOutOfRange(u64),
 }
 
 /// The header fields of a stored value, borrowed from its bytes.
@@ -97,6 +108,9 @@ impl<'a> Meta<'a> {
             u64::from_be_bytes(b)
         };
         let version = u64_at(1);
+        if version >= MAX_VERSION {
+            return Err(FormatError::VersionOutOfRange(version));
+        }
         let expires_at = u64_at(9);
         let user_len = usize::from(u16::from_be_bytes([header[17], header[18]]));
         if rest.len() < user_len {
@@ -256,6 +270,14 @@ mod tests {
         let mut trailing = good.clone();
         trailing.push(0);
         assert!(matches!(decode(&trailing), Err(FormatError::Trailing(1))));
+        for version in [MAX_VERSION, u64::MAX] {
+            let past = encode(version, None, &body()).expect("encodes");
+            assert!(matches!(
+                decode(&past),
+                Err(FormatError::VersionOutOfRange(v)) if v == version
+            ));
+        }
+        assert!(decode(&encode(MAX_VERSION - 1, None, &body()).expect("encodes")).is_ok());
         let mut bad_user = good.clone();
         bad_user[HEADER_LEN] = 0xff;
         assert!(matches!(decode(&bad_user), Err(FormatError::BadUser)));

@@ -59,6 +59,7 @@ use hmac::{KeyInit, Mac};
 use rand::TryRng as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::error::{Error, Result};
 
@@ -164,7 +165,8 @@ impl Purpose {
 /// Holds the key as HMAC's 64-byte block key (the key zero-padded, or its
 /// SHA-256 digest zero-padded when longer than 64 bytes, exactly as HMAC
 /// itself does), plus the keyed HMAC state precomputed from it. `Debug`
-/// never shows key material, and equality is constant-time.
+/// never shows key material, and equality is constant-time. Dropping a key
+/// (or any clone of it) overwrites both with zeros.
 #[derive(Clone)]
 pub struct Key {
     block: [u8; 64],
@@ -177,11 +179,21 @@ impl Key {
 
     /// A fresh 32-byte key from the operating system's CSPRNG.
     pub fn generate() -> Result<Self> {
-        let mut bytes = [0u8; 32];
+        let mut bytes = Zeroizing::new([0u8; 32]);
         rand::rngs::SysRng
-            .try_fill_bytes(&mut bytes)
+            .try_fill_bytes(&mut bytes[..])
             .map_err(|e| Error::Rng(e.into()))?;
         Self::try_from(&bytes[..])
+    }
+
+    /// Overwrites the key: the block with zeros, the HMAC state with that
+    /// of an all-zero key (dropping the old state, which wipes itself; see
+    /// below). Only `Drop` calls it.
+    fn wipe(&mut self) {
+        self.block.zeroize();
+        self.mac = <HmacSha256 as KeyInit>::new(&[0u8; 64].into());
+        #[cfg(test)]
+        tests::WIPES.with(|n| n.set(n.get() + 1));
     }
 
     fn sign_parts(&self, purpose: Purpose, signed: &[u8]) -> HmacSha256 {
@@ -208,18 +220,35 @@ impl TryFrom<&[u8]> for Key {
                 min: Self::MIN_LEN,
             });
         }
-        let mut block = [0u8; 64];
+        // Temporaries that hold key material are wiped too (`Zeroizing`).
+        let mut block = Zeroizing::new([0u8; 64]);
         if bytes.len() > 64 {
-            block[..32].copy_from_slice(&Sha256::digest(bytes));
+            let mut digest = Sha256::digest(bytes);
+            block[..32].copy_from_slice(&digest);
+            digest.as_mut_slice().zeroize();
         } else {
             block[..bytes.len()].copy_from_slice(bytes);
         }
         // HMAC's key size is its block size, so `new` is infallible, and a
         // 64-byte key is used as is: HMAC(block, m) == HMAC(bytes, m).
-        let mac = <HmacSha256 as KeyInit>::new(&block.into());
-        Ok(Self { block, mac })
+        let mac = <HmacSha256 as KeyInit>::new(&(*block).into());
+        Ok(Self { block: *block, mac })
     }
 }
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+// The HMAC state wipes itself when it drops only while sha2 is built with
+// its `zeroize` feature (which turns on digest's and block-buffer's, see
+// Cargo.toml); this stops the build if that feature is ever lost.
+const _: fn() = || {
+    fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wiped_on_drop::<Sha256>();
+};
 
 impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
@@ -464,6 +493,43 @@ mod tests {
 
     fn key(fill: u8) -> Key {
         Key::try_from(&[fill; 32][..]).expect("32 bytes is long enough")
+    }
+
+    thread_local! {
+        /// How many keys this test's thread has wiped.
+        pub(super) static WIPES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn mac_of(mac: &HmacSha256) -> [u8; 32] {
+        let mut mac = mac.clone();
+        mac.update(b"abc");
+        mac.finalize().into_bytes().into()
+    }
+
+    #[test]
+    fn wipe_leaves_nothing_of_the_key() {
+        let mut k = key(0xAB);
+        let keyed = mac_of(&k.mac);
+        k.wipe();
+        assert_eq!(k.block, [0u8; 64], "key bytes left after wipe");
+        let blank = <HmacSha256 as KeyInit>::new(&[0u8; 64].into());
+        assert_ne!(mac_of(&k.mac), keyed, "HMAC state still keyed after wipe");
+        assert_eq!(mac_of(&k.mac), mac_of(&blank));
+    }
+
+    #[test]
+    fn every_key_and_clone_is_wiped_on_drop() {
+        let before = WIPES.with(std::cell::Cell::get);
+        let k = key(1);
+        let copy = k.clone();
+        drop(copy);
+        drop(k);
+        drop(KeyRing::new(1, key(2)));
+        assert_eq!(
+            WIPES.with(std::cell::Cell::get) - before,
+            3,
+            "a dropped key was not wiped"
+        );
     }
 
     #[test]

@@ -307,3 +307,151 @@ fn a_store_held_by_a_service_gives_the_lock_error_and_a_hint() {
     assert_eq!(not_store.status.code(), Some(2));
     assert!(text(&not_store.stderr).contains("not a sessiondb store"));
 }
+
+/// Whether `bytes` hold anything that drives a terminal or reorders a line:
+/// a control character other than a newline, or a bidi formatting one.
+fn inert(bytes: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    match text.chars().find(|&c| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    }) {
+        Some(c) => Err(format!("raw {c:?} in {text:?}")),
+        None => Ok(()),
+    }
+}
+
+#[test]
+fn names_and_keys_from_the_store_never_reach_the_terminal_raw() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("store");
+    // A title-setting OSC, a C1 CSI, a right-to-left override, DEL.
+    let evil = "mallory\x1b]0;pwned\x07\u{9b}2J\u{202e}nimda\x7f";
+    let key = "note\x1b[2J\u{2066}";
+    let engine = Engine::open(&dir, Config::new(ring()).sweeper(false)).expect("open");
+    let mut s = engine.create().expect("create");
+    s.insert(key, "red\x1b[31m\u{85}").expect("insert");
+    engine.login(&mut s, evil).expect("login");
+    engine.close().expect("close");
+    let d = dir.to_str().expect("utf-8 path");
+    let hint = s.id().hint();
+
+    let mut runs = vec![
+        vec!["stats", d],
+        vec!["list", d],
+        vec!["list", d, "--full-ids"],
+        vec!["list", d, "--user", evil],
+        vec!["show", d, &hint],
+        vec!["show", d, &hint, "--values"],
+    ];
+    let with_json: Vec<Vec<&str>> = runs
+        .iter()
+        .map(|r| r.iter().copied().chain(["--json"]).collect())
+        .collect();
+    runs.extend(with_json);
+    runs.push(vec!["export", d]);
+    for args in &runs {
+        let out = ok(tool(args, None));
+        assert!(!out.stdout.is_empty(), "{args:?} printed nothing");
+        inert(&out.stdout).unwrap_or_else(|e| panic!("{args:?} stdout: {e}"));
+        inert(&out.stderr).unwrap_or_else(|e| panic!("{args:?} stderr: {e}"));
+    }
+
+    // Shown escaped, and JSON still carries the exact name.
+    let rows = text(&ok(tool(&["list", d], None)).stdout);
+    assert!(
+        rows.contains(r"mallory\u{1b}]0;pwned\u{7}\u{9b}2J\u{202e}nimda\u{7f}"),
+        "{rows}"
+    );
+    let shown = json(&ok(tool(&["show", d, &hint, "--json", "--values"], None)));
+    assert_eq!(shown["user"], evil);
+    assert_eq!(shown["values"][0]["key"], key);
+    let exported = ok(tool(&["export", d], None));
+    let b = tmp.path().join("b");
+    ok(tool(
+        &["import", b.to_str().expect("utf-8")],
+        Some(&exported.stdout),
+    ));
+    let again = Engine::open(&b, Config::new(ring()).sweeper(false)).expect("open b");
+    let r = again.record(s.id()).expect("read").expect("imported");
+    assert_eq!(r.user.as_deref(), Some(evil), "the round trip is exact");
+    drop(again);
+
+    // A check that names the user in a problem, and an import that names a key.
+    {
+        let db = sled::open(&dir).expect("sled");
+        let mut orphan = (evil.len() as u16).to_be_bytes().to_vec();
+        orphan.extend_from_slice(evil.as_bytes());
+        orphan.extend_from_slice(&[0xEE; 32]);
+        db.open_tree("users")
+            .expect("tree")
+            .insert(orphan, &[][..])
+            .expect("plant orphan");
+        db.flush().expect("flush");
+    }
+    let bad = tool(&["check", d], None);
+    assert_eq!(bad.status.code(), Some(1));
+    inert(&bad.stdout).unwrap_or_else(|e| panic!("check: {e}"));
+    let line = format!(
+        r#"{{"id":"{}","data":{{"{}":"!"}}}}"#,
+        "A".repeat(43),
+        "k\\u001b[2J"
+    );
+    let refused = tool(
+        &["import", b.to_str().expect("utf-8")],
+        Some(line.as_bytes()),
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    inert(&refused.stderr).unwrap_or_else(|e| panic!("import: {e}"));
+}
+
+#[test]
+fn export_to_a_file_makes_it_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("store");
+    make_store(&dir);
+    let d = dir.to_str().expect("utf-8 path");
+    let file = tmp.path().join("backup.jsonl");
+    let f = file.to_str().expect("utf-8 path");
+
+    let out = ok(tool(&["export", d, "--output", f], None));
+    assert!(out.stdout.is_empty(), "the lines go to the file");
+    let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
+    assert_eq!(format!("{:o}", mode & 0o777), "600", "export file mode");
+    let lines = std::fs::read(&file).expect("read");
+    assert_eq!(
+        lines,
+        ok(tool(&["export", d], None)).stdout,
+        "same as stdout"
+    );
+    assert_eq!(text(&lines).lines().count(), 4);
+
+    // An existing file (whatever its mode) is never overwritten.
+    let again = tool(&["export", d, "-o", f], None);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(std::fs::read(&file).expect("read"), lines);
+
+    // Redirected to a file others can read: the tool says so.
+    let shared = tmp.path().join("shared.jsonl");
+    let sink = std::fs::File::create(&shared).expect("create");
+    sink.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let out = Command::new(env!("CARGO_BIN_EXE_sessiondb"))
+        .args(["export", d])
+        .stdout(sink)
+        .output()
+        .expect("run sessiondb");
+    assert!(out.status.success());
+    assert!(
+        text(&out.stderr).contains("warning:"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&shared).expect("read"), lines);
+}

@@ -47,3 +47,8 @@ fn set_cookie_corpus_replays_clean() {
 fn engine_ops_corpus_replays_clean() {
     replay("engine_ops", targets::engine_ops);
 }
+
+#[test]
+fn record_corpus_replays_clean() {
+    replay("record", targets::record);
+}

@@ -93,7 +93,6 @@ pub(crate) struct SledOptions {
 }
 
 /// Sessions in sled trees; see the [module docs](self).
-#[derive(Debug)]
 pub struct SledBackend {
     path: PathBuf,
     db: sled::Db,
@@ -119,6 +118,35 @@ pub struct SledBackend {
     synced_blobs: Mutex<std::collections::BTreeSet<std::ffi::OsString>>,
 }
 
+impl std::fmt::Debug for SledBackend {
+    /// Settings and counts only. sled's own `Debug` of a `Db` or a `Tree`
+    /// prints every node, keys and records included (walking the whole
+    /// tree to do it), and the write queue holds whole records: none of
+    /// that may reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("SledBackend");
+        d.field("path", &self.path)
+            .field("was_clean", &self.was_clean)
+            .field("committer_running", &self.committer.is_some());
+        // Never wait for the lock: Debug may run anywhere, even under it.
+        let overlay = match self.behind.state.try_lock() {
+            Ok(ov) => Some(ov),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        match overlay {
+            Some(ov) => d
+                .field("cached_records", &ov.map.len())
+                .field("cache_bytes", &ov.bytes)
+                .field("cache_capacity", &ov.capacity)
+                .field("writes_queued", &(ov.issued - ov.applied))
+                .field("failed", &ov.failed),
+            None => d.field("overlay", &"<busy>"),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_owned(),
@@ -139,7 +167,17 @@ impl SledBackend {
                 reason: "it is a file, not a directory".into(),
             });
         }
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        // Owner-only: the store holds every session's data and full id.
+        // Directories made here get 0700 (parents too). An existing one
+        // keeps the mode its owner chose, even group- or world-readable:
+        // refusing it would break stores whose access is the operator's
+        // decision (a shared group, a container's volume), and changing it
+        // behind their back would be worse.
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(io_err(dir))?;
         let marker_path = dir.join(MARKER);
         let has_marker = marker_path.exists();
         if !has_marker {

@@ -6,7 +6,15 @@
 //! go to stderr, and progress bars only when stderr is a terminal. Exit
 //! status: 0 on success, 1 when the store has problems (`check`) or the
 //! input does (`import`), 2 for usage errors and failures.
+//!
+//! User names, value keys and values come from whoever uses the service,
+//! so nothing the tool prints lets them through raw: text output writes
+//! control characters (C0, DEL, C1) and bidirectional formatting characters
+//! as `\u{..}`, and JSON output writes them as `\uXXXX` (the same string to
+//! a parser). A name cannot inject escape sequences into an operator's
+//! terminal or reorder the line it is shown on.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -17,6 +25,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize as _;
 use serde_json::{Value, json};
 use sessiondb::{
     Config, Durability, Engine, Error, FORMAT_VERSION, Imported, Key, KeyRing, SessionId,
@@ -106,10 +115,16 @@ enum Command {
         #[command(flatten)]
         out: Out,
     },
-    /// Write every live session to stdout as JSON lines.
+    /// Write every live session as JSON lines, to stdout or a new file.
+    /// The output is a secret: it holds every session's full id and values.
     Export {
         /// The store's directory.
         dir: PathBuf,
+        /// Write to this file, made owner-only (0600); it must not exist.
+        /// Prefer it to redirecting stdout, which leaves the mode to the
+        /// shell's umask.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// Read JSON lines (as `export` writes them) from stdin into the store.
     /// Every line is checked first; if any is bad, nothing is written.
@@ -167,10 +182,73 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(Fail(msg, code)) => {
-            eprintln!("{msg}");
+            for line in msg.lines() {
+                eprintln!("{}", printable(line));
+            }
             ExitCode::from(code)
         }
     }
+}
+
+/// Characters that drive a terminal or reorder what it shows: C0 and C1
+/// controls and DEL (`char::is_control`), and Unicode's bidirectional
+/// formatting characters (embeddings, overrides, isolates, marks).
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `text` with every [unsafe](is_unsafe) character written as `\u{..}`:
+/// for everything from the store that text output shows.
+fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_unsafe(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// serde_json's compact format, except that [unsafe](is_unsafe) characters
+/// are written as `\uXXXX` too (serde_json escapes only C0 controls, `"`
+/// and `\\`): the same JSON to any parser, and harmless on a terminal.
+struct TerminalSafe;
+
+impl serde_json::ser::Formatter for TerminalSafe {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if is_unsafe(c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                // Every unsafe character is in the BMP: one \uXXXX.
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// Writes `v` as one line of [terminal-safe](TerminalSafe) JSON.
+fn write_json(out: &mut impl std::io::Write, v: &Value) -> std::io::Result<()> {
+    v.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut *out,
+        TerminalSafe,
+    ))?;
+    writeln!(out)
 }
 
 fn run(command: Command) -> Outcome {
@@ -198,7 +276,7 @@ fn run(command: Command) -> Outcome {
         Command::Revoke { dir, target, out } => revoke(open_existing(&dir)?, target, out.json),
         Command::Sweep { dir, out } => sweep(open_existing(&dir)?, out.json),
         Command::Check { dir, repair, out } => check(open_existing(&dir)?, repair, out.json),
-        Command::Export { dir } => export(&open_existing(&dir)?),
+        Command::Export { dir, output } => export(&open_existing(&dir)?, output.as_deref()),
         Command::Import { dir } => import(open(&dir)?),
     }
 }
@@ -244,8 +322,7 @@ fn open(dir: &Path) -> Result<Engine, Fail> {
 }
 
 fn print_json(v: &Value) -> Result<(), Fail> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{v}")?;
+    write_json(&mut std::io::stdout().lock(), v)?;
     Ok(())
 }
 
@@ -343,7 +420,10 @@ fn stats(engine: &Engine, dir: &Path, as_json: bool) -> Outcome {
         println!("users:             {}", s.users);
         println!("expired, unswept:  {}", s.expired_pending);
         println!("bytes on disk:     {}", s.bytes_on_disk);
-        println!("format:            store {store_format}, record {FORMAT_VERSION}");
+        println!(
+            "format:            store {}, record {FORMAT_VERSION}",
+            printable(&store_format)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -398,7 +478,7 @@ fn list(
         for (id, user, c, l, e) in &rows {
             let v =
                 json!({"id": id, "user": user, "created_at": c, "last_seen": l, "expires_at": e});
-            writeln!(out, "{v}")?;
+            write_json(&mut out, &v)?;
         }
     } else {
         let w = if full_ids { 43 } else { 8 };
@@ -412,7 +492,7 @@ fn list(
                 out,
                 "{:<w$}  {:<16} {:<20} {:<20} {}",
                 id,
-                user.as_deref().unwrap_or("-"),
+                printable(user.as_deref().unwrap_or("-")),
                 time(*c),
                 time(*l),
                 time(*e)
@@ -459,7 +539,10 @@ fn show(engine: &Engine, id: &str, values: bool, as_json: bool) -> Outcome {
         return Ok(ExitCode::SUCCESS);
     }
     println!("id:            {}", id.to_base64());
-    println!("user:          {}", r.user.as_deref().unwrap_or("-"));
+    println!(
+        "user:          {}",
+        printable(r.user.as_deref().unwrap_or("-"))
+    );
     println!("version:       {}", r.version);
     println!("created:       {}", time(r.created_at));
     println!("last seen:     {}", time(r.last_seen));
@@ -468,10 +551,11 @@ fn show(engine: &Engine, id: &str, values: bool, as_json: bool) -> Outcome {
     println!("idle timeout:  {} s", r.idle_timeout_ms / 1000);
     println!("values:        {}", r.data.len());
     for v in keys {
-        let key = v["key"].as_str().unwrap_or_default();
+        let key = printable(v["key"].as_str().unwrap_or_default());
         print!("  {key}: {} bytes", v["encoded_bytes"]);
         if let Some(t) = v.get("text").and_then(Value::as_str) {
-            print!(", text {t:?}");
+            // Debug quotes and escapes controls; `printable` adds the rest.
+            print!(", text {}", printable(&format!("{t:?}")));
         } else if let Some(b) = v.get("base64").and_then(Value::as_str) {
             print!(", base64 {b}");
         }
@@ -539,7 +623,7 @@ fn check(engine: Engine, repair: bool, as_json: bool) -> Outcome {
         }))?;
     } else {
         for v in &found {
-            println!("problem: {v}");
+            println!("problem: {}", printable(&v.to_string()));
         }
         if let Some(r) = &report {
             println!(
@@ -548,7 +632,7 @@ fn check(engine: Engine, repair: bool, as_json: bool) -> Outcome {
                 r.quarantined
             );
             for v in &r.remaining {
-                println!("still broken: {v}");
+                println!("still broken: {}", printable(&v.to_string()));
             }
         }
         println!(
@@ -586,17 +670,63 @@ fn to_line(r: &SessionRecord) -> Value {
     })
 }
 
-fn export(engine: &Engine) -> Outcome {
+/// Where `export` writes: a new owner-only file, or stdout.
+fn export_sink(output: Option<&Path>) -> Result<Box<dyn std::io::Write>, Fail> {
+    let Some(path) = output else {
+        warn_if_stdout_is_shared();
+        return Ok(Box::new(std::io::stdout().lock()));
+    };
+    let mut options = std::fs::OpenOptions::new();
+    // create_new: never truncate a file that may be readable by others (a
+    // mode only applies to a file being made), and never follow a link.
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(file) => Ok(Box::new(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Fail(
+            format!(
+                "error: {} exists; export writes only a new file",
+                path.display()
+            ),
+            2,
+        )),
+        Err(e) => Err(Fail(format!("error: {}: {e}", path.display()), 2)),
+    }
+}
+
+/// Redirected stdout gets the shell's umask (often world-readable): say so.
+fn warn_if_stdout_is_shared() {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let shared = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o077 != 0);
+        if shared {
+            eprintln!(
+                "warning: the export goes to a file others may read; it holds every session's \
+                 full id and values. Use --output FILE, which makes it owner-only."
+            );
+        }
+    }
+}
+
+fn export(engine: &Engine, output: Option<&Path>) -> Outcome {
+    let mut out = std::io::BufWriter::new(export_sink(output)?);
     let bar = spinner("exporting");
     let now = std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let (mut written, mut corrupt) = (0u64, 0u64);
     each_record(engine, &bar, |id, r| {
         match r {
             Ok(r) if r.expires_at > now => {
-                writeln!(out, "{}", to_line(&r))?;
+                write_json(&mut out, &to_line(&r))?;
                 written += 1;
             }
             Ok(_) => {}
@@ -708,7 +838,7 @@ fn import(engine: Engine) -> Outcome {
     }
     if !bad.is_empty() {
         for b in &bad {
-            eprintln!("{b}");
+            eprintln!("{}", printable(b));
         }
         eprintln!("{} bad line(s); nothing was imported", bad.len());
         return Ok(ExitCode::from(1));

@@ -291,7 +291,10 @@ pub struct Stats {
 
 /// One stored session with everything in it: what operators' tools list,
 /// export and import ([`Engine::records`], [`Engine::import`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the id's hint, the times and the names of the values, never
+/// the values or the user.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     /// The session's id.
     pub id: SessionId,
@@ -311,6 +314,20 @@ pub struct SessionRecord {
     pub idle_timeout_ms: u64,
     /// Each value as stored: the bincode 2 encoding of the caller's type.
     pub data: BTreeMap<String, Vec<u8>>,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("has_user", &self.user.is_some())
+            .field("created_at", &self.created_at)
+            .field("last_seen", &self.last_seen)
+            .field("expires_at", &self.expires_at)
+            .field("values", &self.data.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionRecord {

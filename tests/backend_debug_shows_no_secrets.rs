@@ -84,3 +84,19 @@ fn redis_backend_debug_shows_no_records() {
     assert_shows_nothing_stored(&shown, &session);
     assert!(shown.contains("RedisBackend"), "{shown}");
 }
+
+#[test]
+fn a_session_its_record_and_the_layer_show_no_values_either() {
+    let clock = ManualClock::new(common::T0);
+    let engine = Engine::memory(common::config(&clock)).expect("open");
+    let session = store_one(&engine);
+    assert_shows_nothing_stored(&format!("{session:?}"), &session);
+    assert_shows_nothing_stored(&format!("{session:#?}"), &session);
+    let record = engine.record(session.id()).expect("read").expect("live");
+    assert_shows_nothing_stored(&format!("{record:?}"), &session);
+    #[cfg(feature = "axum")]
+    {
+        let layer = sessiondb::web::SessionLayer::new(std::sync::Arc::new(engine));
+        assert_shows_nothing_stored(&format!("{layer:?}"), &session);
+    }
+}

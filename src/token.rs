@@ -414,11 +414,10 @@ impl KeyRing {
     }
 
     /// A CSRF token for the session `id`: the session's CSRF tag under the
-    /// signing key, masked with fresh random bytes (see [CSRF tokens]).
-    /// Every call gives another text for the same tag, so a compressed
-    /// response does not leak it (BREACH), and no call reveals the id.
-    ///
-    /// [CSRF tokens]: crate::token#csrf-tokens
+    /// signing key (an HMAC of the id for the CSRF purpose, which reveals
+    /// nothing of the id), masked with 32 fresh random bytes: 92 base64url
+    /// characters. Every call gives another text for the same tag, so a
+    /// compressed response does not leak it (BREACH).
     pub fn csrf_token(&self, id: &SessionId) -> Result<String> {
         let (key_id, key) = &self.signer;
         let mut mask = [0u8; TAG_LEN];

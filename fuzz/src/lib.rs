@@ -433,11 +433,19 @@ fn reimport(r: &sessiondb::SessionRecord) {
     };
     assert_eq!(again.id, r.id);
     assert_eq!(again.user, r.user);
+    // Lifetimes longer than this engine's settings (the defaults: 24 h
+    // absolute, 30 min idle) are cut to them, never lengthened.
+    let (absolute, idle) = (24 * 3600 * 1000, 30 * 60 * 1000);
     assert_eq!(
         (again.created_at, again.last_seen, again.absolute_deadline),
-        (r.created_at, r.last_seen, r.absolute_deadline)
+        (
+            r.created_at,
+            r.last_seen,
+            r.absolute_deadline
+                .min(r.created_at.saturating_add(absolute))
+        )
     );
-    assert_eq!(again.idle_timeout_ms, r.idle_timeout_ms);
+    assert_eq!(again.idle_timeout_ms, r.idle_timeout_ms.min(idle));
     assert_eq!(again.data, r.data);
     assert!(matches!(engine.check().as_deref(), Ok([])));
 }

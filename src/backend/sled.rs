@@ -199,15 +199,26 @@ impl SledBackend {
             .truncate(false)
             .open(&marker_path)
             .map_err(io_err(&marker_path))?;
-        match marker.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    path: dir.to_owned(),
-                    source: "the store's lock file is held".into(),
-                });
+        // A child process forked by anyone in this process shares the lock
+        // (flock belongs to the open file, and the child holds a copy of the
+        // descriptor until its exec closes it), so a store closed a moment
+        // ago can look held for that moment. A short grace covers it; a
+        // store held by a running service still fails within it.
+        let grace = std::time::Instant::now() + std::time::Duration::from_millis(250);
+        loop {
+            match marker.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < grace => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Locked {
+                        path: dir.to_owned(),
+                        source: "the store's lock file is held".into(),
+                    });
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err(&marker_path)(e)),
             }
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(&marker_path)(e)),
         }
         let mut text = Vec::new();
         marker

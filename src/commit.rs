@@ -45,11 +45,6 @@ impl GroupCommit {
 
     /// Records a completed write; returns its sequence number and how many
     /// writes are not yet known durable.
-    /// The sequence number of the last write noted so far.
-    pub fn last_written(&self) -> u64 {
-        self.lock().written
-    }
-
     pub fn note_write(&self) -> (u64, u64) {
         let mut st = self.lock();
         st.written += 1;

@@ -170,6 +170,13 @@ impl Config {
     /// [`max_session_bytes`](Self::max_session_bytes) of the store (6.4 MiB
     /// at the defaults), and listing or logging out a user reads at most
     /// that many records. Must be at least 1.
+    ///
+    /// The limit is applied at login: logins racing each other may leave a
+    /// user briefly over it until the next, and [`Engine::import`]
+    /// (restoring a backup) does not apply it. Listing returns the newest
+    /// that many whatever the store holds.
+    ///
+    /// [`Engine::import`]: crate::Engine::import
     pub fn max_sessions_per_user(mut self, n: usize) -> Self {
         self.max_sessions_per_user = n;
         self

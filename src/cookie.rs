@@ -143,8 +143,9 @@ pub enum Lookup {
     Missing,
     /// Every session cookie that verifies names this id.
     Found(SessionId),
-    /// Session cookies that verify name different ids, or there were more
-    /// candidates than [`MAX_VERIFY`]: no session, and worth a warning.
+    /// Session cookies that verify name different ids, there were more
+    /// candidates than [`MAX_VERIFY`], or one verified in headers too long
+    /// to read whole: no session, and worth a warning.
     Ambiguous,
 }
 
@@ -436,7 +437,9 @@ impl CookieConfig {
     /// same id, and two that name different ids are
     /// [`Lookup::Ambiguous`]: someone set a second session cookie beside
     /// ours (cookie tossing from a sibling domain or a plain-HTTP page), and
-    /// neither can be trusted to be the user's own.
+    /// neither can be trusted to be the user's own. A verifying cookie found
+    /// in headers longer than the budget is ambiguous too: the unread rest
+    /// could hold another.
     pub fn lookup<'h, I>(&self, ring: &KeyRing, headers: I) -> Lookup
     where
         I: IntoIterator<Item = &'h [u8]>,
@@ -444,12 +447,16 @@ impl CookieConfig {
         let mut budget = MAX_SCAN_BYTES;
         let mut verifies = MAX_VERIFY;
         let mut found: Option<SessionId> = None;
+        // Whether bytes were left unread: a cookie of ours may hide there.
+        let mut cut = false;
         for header in headers {
             // Every header costs at least one byte of budget, so a flood of
             // empty headers is bounded too.
             if budget == 0 {
+                cut = true;
                 break;
             }
+            cut |= header.len() > budget;
             let header = &header[..header.len().min(budget)];
             budget = budget.saturating_sub(header.len().max(1));
             for (name, value) in pairs(header) {
@@ -470,6 +477,9 @@ impl CookieConfig {
             }
         }
         match found {
+            // Padding that pushes the rest of the header past the budget
+            // must not hide a second cookie of ours: fail closed.
+            Some(_) if cut => Lookup::Ambiguous,
             Some(id) => Lookup::Found(id),
             None => Lookup::Missing,
         }
@@ -668,6 +678,42 @@ mod tests {
             cfg.find_session(&ring, [&filler[..100], good.as_bytes()]),
             Some(id)
         );
+    }
+
+    /// A sibling domain sets its own valid cookie first (a longer Path
+    /// sorts first) and pads the header past the budget, so the user's own
+    /// cookie is never read: found-but-cut is ambiguous, not the attacker's.
+    #[test]
+    fn a_verifying_cookie_in_a_cut_header_is_ambiguous() {
+        let cfg = CookieConfig::default();
+        let ring = ring();
+        let planted = format!(
+            "{}={}",
+            cfg.name(),
+            ring.sign(Purpose::Session, &SessionId::from_bytes([6; 32]))
+                .as_str()
+        );
+        let mine = format!(
+            "{}={}",
+            cfg.name(),
+            ring.sign(Purpose::Session, &SessionId::from_bytes([5; 32]))
+                .as_str()
+        );
+        let padding = format!("pad={}", "p".repeat(MAX_SCAN_BYTES));
+        let one_header = format!("{planted}; {padding}; {mine}");
+        assert_eq!(
+            cfg.lookup(&ring, [one_header.as_bytes()]),
+            Lookup::Ambiguous
+        );
+        assert_eq!(
+            cfg.lookup(
+                &ring,
+                [planted.as_bytes(), padding.as_bytes(), mine.as_bytes()]
+            ),
+            Lookup::Ambiguous
+        );
+        // Nothing found in a cut header is simply no session.
+        assert_eq!(cfg.lookup(&ring, [padding.as_bytes()]), Lookup::Missing);
     }
 
     #[test]

@@ -372,6 +372,30 @@ mod revocation {
     pub fn user(user: &str) -> Vec<u8> {
         [&b"u"[..], user.as_bytes()].concat()
     }
+
+    /// Not a revocation: the store's record of the longest absolute timeout
+    /// an engine has opened it with, kept in the revocations' own store
+    /// (whose `revoke` keeps the largest `at` it was given) and never
+    /// forgotten. Revocations must outlive every session they cover, and an
+    /// engine with shorter settings (the operator's tool, with defaults)
+    /// must not record or forget them sooner than the service would.
+    pub const HORIZON: &[u8] = b"m:longest-absolute-timeout-ms";
+
+    /// Reads the store's horizon, raising it to this engine's absolute
+    /// timeout first if that is longer.
+    pub fn horizon(
+        backend: &dyn crate::backend::Backend,
+        s: &crate::config::Settings,
+    ) -> crate::error::Result<u64> {
+        // Forever, for the horizon's own entry: a hundred years.
+        const KEEP_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+        let now = s.clock.now_ms();
+        let stored = backend.revoked_at(HORIZON, now)?.unwrap_or(0);
+        if stored < s.absolute_ms {
+            backend.revoke(HORIZON, s.absolute_ms, now.saturating_add(KEEP_MS))?;
+        }
+        Ok(stored.max(s.absolute_ms))
+    }
 }
 
 pub(crate) struct Inner {
@@ -384,6 +408,9 @@ pub(crate) struct Inner {
     pub swept: AtomicU64,
     pub sweep_passes: AtomicU64,
     pub sweep_errors: AtomicU64,
+    /// How long revocations are kept: the longest absolute timeout any
+    /// engine has opened this store with (see [`revocation::HORIZON`]).
+    horizon_ms: u64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -426,18 +453,6 @@ impl Inner {
 
     pub fn after_sweep_delete(&self) -> Result<()> {
         self.after_write(Wait::Never)
-    }
-
-    /// Waits until every write noted so far is durable (at once if it
-    /// already is), in either durability mode. For destroys that changed
-    /// nothing themselves but report a state someone else's write made: a
-    /// destroy that finds the session already deleted by the sweeper (whose
-    /// deletes never wait) or by another logout still flushing must not
-    /// return before that delete is on disk, or a crash could bring back a
-    /// session the caller was told is gone.
-    fn settle(&self) -> Result<()> {
-        let seq = self.commit.last_written();
-        self.commit.wait_durable(seq, || self.backend.flush())
     }
 
     fn encode(&self, version: u64, user: Option<&str>, body: &Body) -> Result<Vec<u8>> {
@@ -540,7 +555,9 @@ impl Engine {
             tracing::warn!("{why}");
         }
         let sweep = s.sweeper.then_some(s.sweep_interval);
+        let horizon_ms = revocation::horizon(backend.as_ref(), &s)?;
         let inner = Arc::new(Inner {
+            horizon_ms,
             backend,
             s,
             commit: GroupCommit::default(),
@@ -784,8 +801,22 @@ impl Engine {
         let inner = &self.inner;
         inner.commit.check_writable()?;
         // In-process updaters of the old id wait their turn, so they cannot
-        // starve this rename with conflicts.
-        let _turn = self.stripe(&session.id);
+        // starve this rename with conflicts; released once it is done.
+        let turn = self.stripe(&session.id);
+        // The old id is revoked before it is renamed away, as every revoker
+        // does: an import racing this call then meets the revocation once
+        // the old id is gone, and a crash between the two leaves only a
+        // revocation of a live id (which blocks nothing but importing it).
+        if session.version.is_some() {
+            self.revoke_session(&session.id, inner.now())?;
+        }
+        // The user the new id will carry, and that user's revocation as it
+        // stands before the change (see the check after the rename).
+        let user = login.or(session.user.as_deref()).map(str::to_owned);
+        let revoked_before = match &user {
+            Some(u) => self.user_revoked_at(u)?,
+            None => None,
+        };
         // `from` is the copy whose stored version the rename expects: the
         // caller's, then after a conflict the fresh stored one with the
         // caller's unsaved values replayed over it.
@@ -848,13 +879,27 @@ impl Engine {
             if stored {
                 next.stored_at(version);
             }
-            if from.version.is_some() {
-                self.revoke_session(&from.id, now)?;
-            }
+            drop(turn);
             next.renewed = true;
             next.touched = false;
-            if let Some(user) = login {
-                self.trim_user(user, &next.id, now)?;
+            if let Some(user) = user.as_deref()
+                && self.revoked_meanwhile(user, revoked_before, next.body.created_ms)?
+            {
+                // A log out everywhere covers this session, and its walk of
+                // the user's index may have passed the new id's place before
+                // the rename landed: it wins.
+                self.revoke_session(&next.id, now)?;
+                inner.backend.delete(&next.id)?;
+                inner.after_write(Wait::Always)?;
+                return Err(Error::Gone {
+                    id_hint: from.id.hint(),
+                });
+            }
+            if let Some(user) = login
+                && let Err(e) = self.trim_user(user, &next.id, now)
+            {
+                // The login itself is done; the limit is upkeep.
+                tracing::warn!(error = %e, "could not log out a user's oldest sessions");
             }
             if stored {
                 inner.after_write(Wait::Always)?;
@@ -868,13 +913,44 @@ impl Engine {
     }
 
     /// Records that `id` was revoked, before it is deleted: an export taken
-    /// earlier must not bring it back ([`import`](Self::import)). Kept for an
-    /// absolute timeout, past which no record of it could be alive anyway.
+    /// earlier must not bring it back ([`import`](Self::import)). Kept for
+    /// the longest absolute timeout any engine has used on this store, past
+    /// which no record of it could be alive anyway.
     fn revoke_session(&self, id: &SessionId, now: u64) -> Result<()> {
-        let until = now.saturating_add(self.inner.s.absolute_ms);
+        let until = now.saturating_add(self.inner.horizon_ms);
         self.inner
             .backend
             .revoke(&revocation::session(id), now, until)
+    }
+
+    /// When `user` was last logged out everywhere, if that is still kept.
+    fn user_revoked_at(&self, user: &str) -> Result<Option<u64>> {
+        self.inner
+            .backend
+            .revoked_at(&revocation::user(user), self.inner.now())
+    }
+
+    /// Whether `user` was logged out everywhere at or after `created`.
+    fn user_revoked_since(&self, user: &str, created: u64, now: u64) -> Result<bool> {
+        Ok(self
+            .inner
+            .backend
+            .revoked_at(&revocation::user(user), now)?
+            .is_some_and(|at| created <= at))
+    }
+
+    /// After an id change: whether a log out everywhere of `user` covers
+    /// the session, given the user's revocation as read before the change.
+    /// It does if one was recorded during the change (whatever the clocks
+    /// say), or one is later than the session's creation. A revocation in
+    /// the very millisecond the session was created, and already there
+    /// before the change, does not: it came first (a login right after a
+    /// log out everywhere).
+    fn revoked_meanwhile(&self, user: &str, before: Option<u64>, created: u64) -> Result<bool> {
+        Ok(match self.user_revoked_at(user)? {
+            Some(at) => Some(at) != before || at > created,
+            None => false,
+        })
     }
 
     /// The update lock stripe of `id`.
@@ -901,11 +977,10 @@ impl Engine {
         self.inner.commit.check_writable()?;
         self.revoke_session(id, self.inner.now())?;
         let existed = self.inner.backend.delete(id)?;
-        if existed {
-            self.inner.after_write(Wait::Always)?;
-        } else {
-            self.inner.settle()?;
-        }
+        // Whether or not it was there: the revocation must be durable, and
+        // so must a delete by someone else (the sweeper, a log out
+        // everywhere still walking) that made it absent.
+        self.inner.after_write(Wait::Always)?;
         Ok(existed)
     }
 
@@ -1050,22 +1125,24 @@ impl Engine {
         // First the revocation, then the deletions: an import racing this
         // call either meets the revocation or is deleted by the walk.
         let now = self.inner.now();
-        let until = now.saturating_add(self.inner.s.absolute_ms);
+        let until = now.saturating_add(self.inner.horizon_ms);
         self.inner
             .backend
             .revoke(&revocation::user(user), now, until)?;
         let mut n = 0;
         self.each_of_user(user, |id| {
-            if Some(&id) != keep && self.inner.backend.delete(&id)? {
+            if Some(&id) == keep {
+                return Ok(());
+            }
+            // Each id too, so no clock has to agree with this one's for an
+            // old export of it to stay out.
+            self.revoke_session(&id, now)?;
+            if self.inner.backend.delete(&id)? {
                 n += 1;
             }
             Ok(())
         })?;
-        if n > 0 {
-            self.inner.after_write(Wait::Always)?;
-        } else {
-            self.inner.settle()?;
-        }
+        self.inner.after_write(Wait::Always)?;
         Ok(n)
     }
 
@@ -1251,9 +1328,7 @@ impl Engine {
             return Ok(true);
         }
         Ok(match r.user.as_deref() {
-            Some(user) => backend
-                .revoked_at(&revocation::user(user), now)?
-                .is_some_and(|at| r.created_at <= at),
+            Some(user) => self.user_revoked_since(user, r.created_at, now)?,
             None => false,
         })
     }

@@ -79,7 +79,9 @@ pub enum FormatError {
 }
 
 /// The header fields of a stored value, borrowed from its bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// `Debug` says whether there is a user, not who.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Meta<'a> {
     /// Record version: +1 on every write.
     pub version: u64,
@@ -87,6 +89,16 @@ pub struct Meta<'a> {
     pub expires_at: u64,
     /// The user the session belongs to, if any.
     pub user: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Meta<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meta")
+            .field("version", &self.version)
+            .field("expires_at", &self.expires_at)
+            .field("has_user", &self.user.is_some())
+            .finish()
+    }
 }
 
 impl<'a> Meta<'a> {

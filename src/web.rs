@@ -276,6 +276,19 @@ where
     Ok(response)
 }
 
+/// `localhost`, `127.0.0.0/8` or `[::1]`, with or without a port.
+fn is_loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Every method but the safe ones of RFC 9110 (an unknown one too, such
 /// as `PURGE`).
 fn is_unsafe(m: &Method) -> bool {
@@ -314,7 +327,14 @@ fn same_origin(layer: &SessionLayer, req: &Request<Body>) -> bool {
     let Some((scheme, authority)) = origin.split_once("://") else {
         return false;
     };
-    if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")) {
+    let https = scheme.eq_ignore_ascii_case("https");
+    if !https && !scheme.eq_ignore_ascii_case("http") {
+        return false;
+    }
+    // With Secure cookies the site is HTTPS: a page served over plain HTTP
+    // on the same host (injected by a man in the middle) is another origin.
+    // Loopback stays allowed over HTTP, as browsers treat it as secure.
+    if !https && layer.engine.cookie_config().is_secure() && !is_loopback(authority) {
         return false;
     }
     let own = headers

@@ -100,3 +100,33 @@ fn a_session_its_record_and_the_layer_show_no_values_either() {
         assert_shows_nothing_stored(&format!("{layer:?}"), &session);
     }
 }
+
+#[test]
+fn violations_pages_and_record_headers_show_no_ids_or_users() {
+    let clock = ManualClock::new(common::T0);
+    let engine = Engine::memory(common::config(&clock)).expect("open");
+    let session = store_one(&engine);
+    let violations = [
+        sessiondb::Violation::MissingUser {
+            id: *session.id(),
+            user: USER.to_owned(),
+        },
+        sessiondb::Violation::BadIndexKey {
+            tree: "users",
+            key: session.id().as_bytes().to_vec(),
+        },
+    ];
+    assert_shows_nothing_stored(&format!("{violations:?}"), &session);
+    let page =
+        sessiondb::UserPage::new(vec![*session.id()], Some(session.id().as_bytes().to_vec()));
+    assert_shows_nothing_stored(&format!("{page:?}"), &session);
+    // A stored value's header, as the format documents it.
+    let mut header = vec![sessiondb::FORMAT_VERSION];
+    header.extend_from_slice(&1u64.to_be_bytes());
+    header.extend_from_slice(&common::T0.to_be_bytes());
+    header.extend_from_slice(&(USER.len() as u16).to_be_bytes());
+    header.extend_from_slice(USER.as_bytes());
+    let (meta, _) = sessiondb::RecordMeta::parse(&header).expect("a header");
+    assert_eq!(meta.user, Some(USER));
+    assert_shows_nothing_stored(&format!("{meta:?}"), &session);
+}

@@ -144,8 +144,22 @@ async fn cross_origin_requests_are_refused_even_on_exempt_paths() {
         assert!(r.cookie.is_none());
     }
     assert_eq!(engine.stats().expect("stats").live_sessions, 0);
+    // With Secure cookies, a plain-HTTP page on the same host (a man in
+    // the middle's) is another origin.
+    let r = call(
+        &app,
+        Request::post("/login")
+            .header(header::HOST, "app.test")
+            .header(header::ORIGIN, "http://app.test"),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "http origin, Secure cookie"
+    );
     // The page's own origin, or no Origin at all, may log in.
-    for origin in [Some("https://app.test"), Some("http://APP.test"), None] {
+    for origin in [Some("https://app.test"), Some("HTTPS://APP.test"), None] {
         let mut req = Request::post("/login").header(header::HOST, "app.test");
         if let Some(o) = origin {
             req = req
@@ -167,6 +181,36 @@ async fn cross_origin_requests_are_refused_even_on_exempt_paths() {
     )
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn plain_http_origins_pass_on_loopback_or_without_secure_cookies() {
+    let local = app(engine());
+    for host in ["127.0.0.1:8080", "localhost:3000", "[::1]:8080"] {
+        let r = call(
+            &local,
+            Request::post("/login")
+                .header(header::HOST, host)
+                .header(header::ORIGIN, format!("http://{host}")),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{host}");
+    }
+    let insecure = Engine::memory(
+        Config::new(common::ring())
+            .sweeper(false)
+            .cookie(sessiondb::CookieBuilder::default().secure(false)),
+    )
+    .expect("memory");
+    let lan = app(Arc::new(insecure));
+    let r = call(
+        &lan,
+        Request::post("/login")
+            .header(header::HOST, "lan.test:8080")
+            .header(header::ORIGIN, "http://lan.test:8080"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -138,13 +138,14 @@ fn revocations_are_forgotten_after_an_absolute_timeout() {
     env.engine
         .destroy_user("nobody", None)
         .expect("revoke a user");
-    assert!(format!("{:?}", env.engine).contains("revocations: 2"));
+    // The session, the user, and the store's own horizon entry (kept).
+    assert!(format!("{:?}", env.engine).contains("revocations: 3"));
     env.advance(24 * 3600 - 10);
     env.engine.sweep_now().expect("sweep");
-    assert!(format!("{:?}", env.engine).contains("revocations: 2"));
+    assert!(format!("{:?}", env.engine).contains("revocations: 3"));
     env.advance(20);
     env.engine.sweep_now().expect("sweep");
-    assert!(format!("{:?}", env.engine).contains("revocations: 0"));
+    assert!(format!("{:?}", env.engine).contains("revocations: 1"));
     // By then the record is past its absolute deadline: still nothing back.
     assert_eq!(env.engine.import(&r).expect("import"), Imported::Expired);
 }
@@ -181,12 +182,27 @@ fn import_racing_log_out_everywhere_300_rounds() {
     assert!(engine.check().expect("check").is_empty());
 }
 
-/// A memory backend whose next `put` first runs a hook: the moment
-/// between an import's revocation check and its write.
+/// A memory backend with hooks, each run once, at the racy points: before
+/// the next `put` (between an import's revocation check and its write),
+/// after the next `rename` (between a login's id change and whatever
+/// follows it), after the next page of a user's index (inside a log out
+/// everywhere's walk).
 #[derive(Debug, Default)]
 struct PutHook {
     inner: sessiondb::MemoryBackend,
     hook: std::sync::Mutex<Option<Hook>>,
+    after_rename: Slot,
+    after_user_page: Slot,
+}
+
+/// A hook that a test can arm after the backend went into its engine.
+type Slot = Arc<std::sync::Mutex<Option<Hook>>>;
+
+fn fire(slot: &std::sync::Mutex<Option<Hook>>) {
+    let hook = slot.lock().expect("hook").take();
+    if let Some(Hook(f)) = hook {
+        f();
+    }
 }
 
 struct Hook(Box<dyn FnOnce() + Send>);
@@ -208,10 +224,7 @@ impl sessiondb::Backend for PutHook {
         v: &[u8],
         now: u64,
     ) -> sessiondb::Result<sessiondb::Outcome> {
-        let hook = self.hook.lock().expect("hook").take();
-        if let Some(Hook(f)) = hook {
-            f();
-        }
+        fire(&self.hook);
         self.inner.put(id, e, v, now)
     }
     fn rename(
@@ -222,7 +235,9 @@ impl sessiondb::Backend for PutHook {
         v: &[u8],
         now: u64,
     ) -> sessiondb::Result<sessiondb::Outcome> {
-        self.inner.rename(old, e, new, v, now)
+        let out = self.inner.rename(old, e, new, v, now);
+        fire(&self.after_rename);
+        out
     }
     fn delete(&self, id: &SessionId) -> sessiondb::Result<bool> {
         self.inner.delete(id)
@@ -239,7 +254,9 @@ impl sessiondb::Backend for PutHook {
         cursor: Option<&[u8]>,
         limit: usize,
     ) -> sessiondb::Result<sessiondb::UserPage> {
-        self.inner.user_sessions(user, cursor, limit)
+        let page = self.inner.user_sessions(user, cursor, limit);
+        fire(&self.after_user_page);
+        page
     }
     fn scan(
         &self,
@@ -312,6 +329,138 @@ fn the_revocation_is_kept_in_the_store_across_a_restart() {
     engine.destroy(&s).expect("logout");
     drop(engine);
     let engine = open();
+    assert_eq!(
+        engine.import(&backup[0]).expect("import"),
+        Imported::Revoked
+    );
+}
+
+/// An engine on a [`PutHook`] backend, and a handle its hooks can use.
+fn hooked(
+    arm: impl FnOnce(&PutHook, Arc<std::sync::OnceLock<Arc<Engine>>>),
+) -> (Arc<Engine>, sessiondb::ManualClock) {
+    let clock = sessiondb::ManualClock::new(common::T0);
+    let handle: Arc<std::sync::OnceLock<Arc<Engine>>> = Arc::default();
+    let backend = PutHook::default();
+    arm(&backend, handle.clone());
+    let engine =
+        Arc::new(Engine::with_backend(Box::new(backend), common::config(&clock)).expect("engine"));
+    handle.set(engine.clone()).expect("set once");
+    (engine, clock)
+}
+
+fn arm(slot: &std::sync::Mutex<Option<Hook>>, f: impl FnOnce() + Send + 'static) {
+    *slot.lock().expect("hook") = Some(Hook(Box::new(f)));
+}
+
+/// An import that runs whole right after a login renamed the old id away
+/// (a crash there is the same window): the old id is revoked already.
+#[test]
+fn an_import_right_after_a_logins_rename_finds_the_old_id_revoked() {
+    let backup: Arc<std::sync::Mutex<Option<SessionRecord>>> = Arc::default();
+    let seen: Arc<std::sync::Mutex<Option<Imported>>> = Arc::default();
+    let (engine, _clock) = hooked(|b, handle| {
+        let (backup, seen) = (backup.clone(), seen.clone());
+        arm(&b.after_rename, move || {
+            let e = handle.get().expect("engine built");
+            let r = backup.lock().expect("backup").take().expect("exported");
+            *seen.lock().expect("seen") = Some(e.import(&r).expect("import"));
+        });
+    });
+    let mut s = engine.create().expect("create");
+    s.insert("k", "v").expect("insert");
+    engine.save(&mut s).expect("save");
+    let old = *s.id();
+    *backup.lock().expect("backup") = export(&engine).pop();
+    engine.login(&mut s, "xia").expect("login");
+    assert_eq!(*seen.lock().expect("seen"), Some(Imported::Revoked));
+    assert!(engine.record(&old).expect("read").is_none());
+}
+
+/// A regenerate that lands inside a log out everywhere's walk, after the
+/// walk read the page that held the old id: the new id, which the walk
+/// never saw, must not survive.
+#[test]
+fn a_regenerate_inside_a_log_out_everywhere_walk_does_not_survive_it() {
+    let outcome: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let mut slot: Option<(Slot, Arc<std::sync::OnceLock<Arc<Engine>>>)> = None;
+    let (engine, clock) = hooked(|b, handle| slot = Some((b.after_user_page.clone(), handle)));
+    let mut s = engine.create().expect("create");
+    s.insert("k", "v").expect("insert");
+    engine.login(&mut s, "yan").expect("login");
+    clock.advance(std::time::Duration::from_millis(1));
+    // Armed only now: the login walked the user's index too.
+    let (page_slot, handle) = slot.expect("armed");
+    {
+        let (mut s, outcome) = (s.clone(), outcome.clone());
+        arm(&page_slot, move || {
+            let e = handle.get().expect("engine built");
+            let r = e.regenerate(&mut s);
+            *outcome.lock().expect("outcome") = Some(format!("{r:?} -> {:?}", s.id()));
+        });
+    }
+    engine
+        .destroy_user("yan", None)
+        .expect("log out everywhere");
+    let outcome = outcome.lock().expect("outcome").clone();
+    assert!(outcome.is_some(), "the hook ran");
+    assert!(
+        engine.sessions_of("yan").expect("list").is_empty(),
+        "a session of yan survived log out everywhere ({outcome:?})"
+    );
+    assert!(engine.check().expect("check").is_empty());
+}
+
+// A session made by an instance whose clock runs ahead (within the minute
+// of skew import allows), then logged out everywhere here: an export of it
+// stays out, whatever the clocks say.
+on_every_backend!(
+    log_out_everywhere_needs_no_clock_to_agree,
+    |env: common::Env| {
+        let ahead = record(common::T0 + 30_000, Some("zed"));
+        assert_eq!(
+            env.engine.import(&ahead).expect("import"),
+            Imported::Written
+        );
+        let backup = export(&env.engine);
+        env.engine
+            .destroy_user("zed", None)
+            .expect("log out everywhere");
+        for r in &backup {
+            assert_eq!(env.engine.import(r).expect("import"), Imported::Revoked);
+        }
+    }
+);
+
+/// The operator's tool opens the store with default settings (24 h); the
+/// service runs with 30 days. What the tool revokes stays revoked for the
+/// service's 30 days, not the tool's 24 hours.
+#[test]
+fn revocations_outlive_the_longest_absolute_timeout_the_store_has_seen() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = sessiondb::ManualClock::new(common::T0);
+    let month = Duration::from_secs(30 * 24 * 3600);
+    let service = || {
+        let config = common::config(&clock)
+            .absolute_timeout(month)
+            .idle_timeout(month);
+        Engine::open(dir.path(), config).expect("open")
+    };
+    let engine = service();
+    let mut s = engine.create().expect("create");
+    s.insert("k", "v").expect("insert");
+    engine.save(&mut s).expect("save");
+    let backup = export(&engine);
+    engine.close().expect("close");
+
+    let tool = Engine::open(dir.path(), common::config(&clock)).expect("open");
+    tool.destroy(&s).expect("revoke");
+    clock.advance(Duration::from_secs(2 * 24 * 3600));
+    tool.sweep_now().expect("sweep");
+    tool.close().expect("close");
+
+    let engine = service();
     assert_eq!(
         engine.import(&backup[0]).expect("import"),
         Imported::Revoked

@@ -122,3 +122,24 @@ fn revocations_are_durable_in_relaxed_mode() {
     assert!(engine.sessions_of("dave").expect("list").is_empty());
     assert!(engine.check().expect("check").is_empty());
 }
+
+/// A logout that finds its session already deleted by someone else (the
+/// sweeper, a log out everywhere still walking, whose deletes are not yet
+/// flushed) still waits for the disk before it says the session is gone.
+#[test]
+fn a_logout_that_finds_nothing_still_waits_for_the_disk() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (env, counters) = common::Env::probed(|c| c);
+    let s = env.stored(1);
+    // Everything noted so far is durable: what follows must flush anyway,
+    // for its own revocation and for deletes nobody has noted yet.
+    env.engine.flush().expect("flush");
+    let flushes = counters.flushes.load(SeqCst);
+    assert!(
+        !env.engine
+            .destroy_id(&SessionId::generate().expect("rng"))
+            .expect("destroy")
+    );
+    assert!(counters.flushes.load(SeqCst) > flushes, "no flush");
+    assert!(env.engine.destroy(&s).expect("destroy"));
+}

@@ -30,13 +30,24 @@ pub enum Outcome {
 }
 
 /// One page of a user's index, from [`Backend::user_sessions`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// `Debug` shows counts only (a cursor may be a full session id).
+#[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UserPage {
     /// Ids of the user's stored sessions.
     pub ids: Vec<SessionId>,
     /// Where the next page starts; `None` after the last page.
     pub next: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for UserPage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserPage")
+            .field("ids", &self.ids.len())
+            .field("more", &self.next.is_some())
+            .finish()
+    }
 }
 
 impl UserPage {
@@ -60,7 +71,10 @@ pub struct BackendStats {
 }
 
 /// One broken invariant found by [`Backend::check`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows id hints and lengths, never a full id, a key's bytes or a
+/// user name; [`Display`](fmt::Display), for operators, names the user.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Violation {
     /// A stored value that does not decode.
@@ -105,6 +119,24 @@ pub enum Violation {
         /// The key's bytes.
         key: Vec<u8>,
     },
+}
+
+impl fmt::Debug for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::MissingUser { id, user } | Violation::OrphanUser { id, user } => {
+                let kind = match self {
+                    Violation::MissingUser { .. } => "MissingUser",
+                    _ => "OrphanUser",
+                };
+                f.debug_struct(kind)
+                    .field("id", id)
+                    .field("user_len", &user.len())
+                    .finish()
+            }
+            other => write!(f, "Violation({other})"),
+        }
+    }
 }
 
 impl fmt::Display for Violation {

@@ -75,7 +75,11 @@
 //! `sessions` (id → record), `expiry` (expiry time, id) and `users` (user,
 //! id). Every change that touches more than one tree is one sled
 //! transaction, so the indexes never disagree with the sessions, whatever
-//! instant a crash comes at. [`Engine::memory`] runs the same logic in
+//! instant a crash comes at. A fourth tree, `revoked`, remembers what was
+//! revoked (each destroyed id, the id a login replaced, each user logged
+//! out everywhere and when) for the longest absolute timeout the store has
+//! been opened with, so that [`Engine::import`] of an older export cannot
+//! bring it back; the sweeper forgets entries past their time. [`Engine::memory`] runs the same logic in
 //! memory, for tests and as a benchmark baseline; [`Backend`] is the trait
 //! for others. A directory holding something other than a sessiondb store is
 //! refused ([`Error::NotAStore`]); a store held by another process is

@@ -394,23 +394,33 @@ impl KeyRing {
         if token.len() != Token::LEN {
             return None;
         }
-        let mut bin = [0u8; TOKEN_BIN_LEN];
-        // Strict decoding: no padding, no whitespace, and (69 being a multiple
-        // of 3) no trailing bits, so a token has only one accepted spelling.
-        match URL_SAFE_NO_PAD.decode_slice(token, &mut bin) {
-            Ok(TOKEN_BIN_LEN) => {}
-            _ => return None,
-        }
-        if bin[0] != TOKEN_VERSION {
-            return None;
-        }
-        let key_id = u32::from_be_bytes([bin[1], bin[2], bin[3], bin[4]]);
-        let key = self.key(key_id)?;
+        let (bin, key) = self.decode::<TOKEN_BIN_LEN>(token, TOKEN_VERSION)?;
         let (signed, tag) = bin.split_at(SIGNED_LEN);
         key.sign_parts(purpose, signed).verify_slice(tag).ok()?;
         let mut id = [0u8; SessionId::LEN];
         id.copy_from_slice(&bin[5..SIGNED_LEN]);
         Some(SessionId(id))
+    }
+
+    /// The `N` bytes of a token's text, if it is exactly their base64url
+    /// spelling, starts with `version`, and names a key of this ring.
+    /// Strict decoding: no padding, no whitespace, and (N being a multiple
+    /// of 3) no trailing bits, so a token has only one accepted spelling.
+    fn decode<const N: usize>(&self, text: &[u8], version: u8) -> Option<([u8; N], &Key)> {
+        if text.len() != N / 3 * 4 {
+            return None;
+        }
+        let mut bin = [0u8; N];
+        match URL_SAFE_NO_PAD.decode_slice(text, &mut bin) {
+            Ok(n) if n == N => {}
+            _ => return None,
+        }
+        if bin.first() != Some(&version) {
+            return None;
+        }
+        let key_id = u32::from_be_bytes([*bin.get(1)?, *bin.get(2)?, *bin.get(3)?, *bin.get(4)?]);
+        let key = self.key(key_id)?;
+        Some((bin, key))
     }
 
     /// A CSRF token for the session `id`: the session's CSRF tag under the
@@ -444,18 +454,10 @@ impl KeyRing {
         if token.len() != CSRF_LEN {
             return false;
         }
-        let mut bin = [0u8; CSRF_BIN_LEN];
-        match URL_SAFE_NO_PAD.decode_slice(token, &mut bin) {
-            Ok(CSRF_BIN_LEN) => {}
-            _ => return false,
-        }
-        if bin[0] != CSRF_VERSION {
-            return false;
-        }
-        let key_id = u32::from_be_bytes([bin[1], bin[2], bin[3], bin[4]]);
-        let Some(key) = self.key(key_id) else {
+        let Some((bin, key)) = self.decode::<CSRF_BIN_LEN>(token, CSRF_VERSION) else {
             return false;
         };
+        let key_id = u32::from_be_bytes([bin[1], bin[2], bin[3], bin[4]]);
         let (mask, masked) = bin[5..].split_at(TAG_LEN);
         let mut tag = [0u8; TAG_LEN];
         for (out, (t, m)) in tag.iter_mut().zip(masked.iter().zip(mask)) {

@@ -83,41 +83,31 @@ async fn session(app: &Router) -> (String, String) {
     (r.cookie.expect("cookie"), r.body)
 }
 
+/// `method /action` with the session's cookie, and the token if given.
+async fn act(app: &Router, method: &str, cookie: &str, token: Option<&str>) -> StatusCode {
+    let mut req = Request::builder()
+        .method(method)
+        .uri("/action")
+        .header(header::COOKIE, cookie);
+    if let Some(t) = token {
+        req = req.header("x-csrf-token", t);
+    }
+    call(app, req).await.status
+}
+
 #[tokio::test]
 async fn every_unsafe_method_needs_the_token_by_default() {
     let app = app(engine());
     let (cookie, token) = session(&app).await;
     for method in ["POST", "PUT", "PATCH", "DELETE", "PURGE", "LOCK"] {
-        let r = call(
-            &app,
-            Request::builder()
-                .method(method)
-                .uri("/action")
-                .header(header::COOKIE, &cookie),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} without a token");
-        let r = call(
-            &app,
-            Request::builder()
-                .method(method)
-                .uri("/action")
-                .header(header::COOKIE, &cookie)
-                .header("x-csrf-token", &token),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::OK, "{method} with the token");
+        let without = act(&app, method, &cookie, None).await;
+        assert_eq!(without, StatusCode::FORBIDDEN, "{method} without a token");
+        let with = act(&app, method, &cookie, Some(&token)).await;
+        assert_eq!(with, StatusCode::OK, "{method} with the token");
     }
     for method in ["GET", "HEAD", "OPTIONS", "TRACE"] {
-        let r = call(
-            &app,
-            Request::builder()
-                .method(method)
-                .uri("/action")
-                .header(header::COOKIE, &cookie),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::OK, "{method} is safe");
+        let safe = act(&app, method, &cookie, None).await;
+        assert_eq!(safe, StatusCode::OK, "{method} is safe");
     }
 }
 

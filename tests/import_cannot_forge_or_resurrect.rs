@@ -182,135 +182,17 @@ fn import_racing_log_out_everywhere_300_rounds() {
     assert!(engine.check().expect("check").is_empty());
 }
 
-/// A memory backend with hooks, each run once, at the racy points: before
-/// the next `put` (between an import's revocation check and its write),
-/// after the next `rename` (between a login's id change and whatever
-/// follows it), after the next page of a user's index (inside a log out
-/// everywhere's walk).
-#[derive(Debug, Default)]
-struct PutHook {
-    inner: sessiondb::MemoryBackend,
-    hook: std::sync::Mutex<Option<Hook>>,
-    after_rename: Slot,
-    after_user_page: Slot,
-}
-
-/// A hook that a test can arm after the backend went into its engine.
-type Slot = Arc<std::sync::Mutex<Option<Hook>>>;
-
-fn fire(slot: &std::sync::Mutex<Option<Hook>>) {
-    let hook = slot.lock().expect("hook").take();
-    if let Some(Hook(f)) = hook {
-        f();
-    }
-}
-
-struct Hook(Box<dyn FnOnce() + Send>);
-
-impl std::fmt::Debug for Hook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hook")
-    }
-}
-
-impl sessiondb::Backend for PutHook {
-    fn get(&self, id: &SessionId, now: u64) -> sessiondb::Result<Option<Vec<u8>>> {
-        self.inner.get(id, now)
-    }
-    fn put(
-        &self,
-        id: &SessionId,
-        e: Option<u64>,
-        v: &[u8],
-        now: u64,
-    ) -> sessiondb::Result<sessiondb::Outcome> {
-        fire(&self.hook);
-        self.inner.put(id, e, v, now)
-    }
-    fn rename(
-        &self,
-        old: &SessionId,
-        e: u64,
-        new: &SessionId,
-        v: &[u8],
-        now: u64,
-    ) -> sessiondb::Result<sessiondb::Outcome> {
-        let out = self.inner.rename(old, e, new, v, now);
-        fire(&self.after_rename);
-        out
-    }
-    fn delete(&self, id: &SessionId) -> sessiondb::Result<bool> {
-        self.inner.delete(id)
-    }
-    fn expired(&self, now: u64, limit: usize) -> sessiondb::Result<Vec<SessionId>> {
-        self.inner.expired(now, limit)
-    }
-    fn delete_if_expired(&self, id: &SessionId, now: u64) -> sessiondb::Result<bool> {
-        self.inner.delete_if_expired(id, now)
-    }
-    fn user_sessions(
-        &self,
-        user: &str,
-        cursor: Option<&[u8]>,
-        limit: usize,
-    ) -> sessiondb::Result<sessiondb::UserPage> {
-        let page = self.inner.user_sessions(user, cursor, limit);
-        fire(&self.after_user_page);
-        page
-    }
-    fn scan(
-        &self,
-        after: Option<&SessionId>,
-        limit: usize,
-    ) -> sessiondb::Result<Vec<(SessionId, Vec<u8>)>> {
-        self.inner.scan(after, limit)
-    }
-    fn flush(&self) -> sessiondb::Result<()> {
-        self.inner.flush()
-    }
-    fn stats(&self, now: u64) -> sessiondb::Result<sessiondb::BackendStats> {
-        self.inner.stats(now)
-    }
-    fn check(&self) -> sessiondb::Result<Vec<sessiondb::Violation>> {
-        self.inner.check()
-    }
-    fn fix(&self, v: &sessiondb::Violation) -> sessiondb::Result<bool> {
-        self.inner.fix(v)
-    }
-    fn quarantined(&self) -> sessiondb::Result<u64> {
-        self.inner.quarantined()
-    }
-    fn revoke(&self, key: &[u8], at: u64, until: u64) -> sessiondb::Result<()> {
-        self.inner.revoke(key, at, until)
-    }
-    fn revoked_at(&self, key: &[u8], now: u64) -> sessiondb::Result<Option<u64>> {
-        self.inner.revoked_at(key, now)
-    }
-    fn forget_revocations(&self, now: u64, limit: usize) -> sessiondb::Result<u64> {
-        self.inner.forget_revocations(now, limit)
-    }
-}
-
 /// Log out everywhere runs whole between the import's check and its
 /// write: the walk finds nothing to delete, so the import must see the
 /// revocation after writing and take its write back.
 #[test]
 fn log_out_everywhere_between_an_imports_check_and_write() {
-    let clock = sessiondb::ManualClock::new(common::T0);
-    // The hook needs the engine that owns the backend: set once built.
-    let handle: Arc<std::sync::OnceLock<Arc<Engine>>> = Arc::default();
-    let for_hook = handle.clone();
-    let backend = PutHook {
-        hook: std::sync::Mutex::new(Some(Hook(Box::new(move || {
-            let e = for_hook.get().expect("engine built");
-            assert_eq!(e.destroy_user("wes", None).expect("log out everywhere"), 0);
-        })))),
-        ..PutHook::default()
-    };
-    let engine =
-        Arc::new(Engine::with_backend(Box::new(backend), common::config(&clock)).expect("engine"));
-    handle.set(engine.clone()).expect("set once");
+    let (engine, _clock, counters) = hooked();
     let r = record(common::T0, Some("wes"));
+    let e = engine.clone();
+    common::arm(&counters.before_put, move || {
+        assert_eq!(e.destroy_user("wes", None).expect("log out everywhere"), 0);
+    });
     assert_eq!(engine.import(&r).expect("import"), Imported::Revoked);
     assert!(engine.record(&r.id).expect("read").is_none());
     assert!(engine.check().expect("check").is_empty());
@@ -335,22 +217,13 @@ fn the_revocation_is_kept_in_the_store_across_a_restart() {
     );
 }
 
-/// An engine on a [`PutHook`] backend, and a handle its hooks can use.
-fn hooked(
-    arm: impl FnOnce(&PutHook, Arc<std::sync::OnceLock<Arc<Engine>>>),
-) -> (Arc<Engine>, sessiondb::ManualClock) {
+/// An engine on a probe, shared so the probe's hooks can call it.
+fn hooked() -> (Arc<Engine>, sessiondb::ManualClock, Arc<common::Counters>) {
     let clock = sessiondb::ManualClock::new(common::T0);
-    let handle: Arc<std::sync::OnceLock<Arc<Engine>>> = Arc::default();
-    let backend = PutHook::default();
-    arm(&backend, handle.clone());
+    let (probe, counters) = common::Probe::new();
     let engine =
-        Arc::new(Engine::with_backend(Box::new(backend), common::config(&clock)).expect("engine"));
-    handle.set(engine.clone()).expect("set once");
-    (engine, clock)
-}
-
-fn arm(slot: &std::sync::Mutex<Option<Hook>>, f: impl FnOnce() + Send + 'static) {
-    *slot.lock().expect("hook") = Some(Hook(Box::new(f)));
+        Arc::new(Engine::with_backend(Box::new(probe), common::config(&clock)).expect("engine"));
+    (engine, clock, counters)
 }
 
 /// An import that runs whole right after a login renamed the old id away
@@ -359,14 +232,14 @@ fn arm(slot: &std::sync::Mutex<Option<Hook>>, f: impl FnOnce() + Send + 'static)
 fn an_import_right_after_a_logins_rename_finds_the_old_id_revoked() {
     let backup: Arc<std::sync::Mutex<Option<SessionRecord>>> = Arc::default();
     let seen: Arc<std::sync::Mutex<Option<Imported>>> = Arc::default();
-    let (engine, _clock) = hooked(|b, handle| {
-        let (backup, seen) = (backup.clone(), seen.clone());
-        arm(&b.after_rename, move || {
-            let e = handle.get().expect("engine built");
+    let (engine, _clock, counters) = hooked();
+    {
+        let (backup, seen, e) = (backup.clone(), seen.clone(), engine.clone());
+        common::arm(&counters.after_rename, move || {
             let r = backup.lock().expect("backup").take().expect("exported");
             *seen.lock().expect("seen") = Some(e.import(&r).expect("import"));
         });
-    });
+    }
     let mut s = engine.create().expect("create");
     s.insert("k", "v").expect("insert");
     engine.save(&mut s).expect("save");
@@ -383,18 +256,15 @@ fn an_import_right_after_a_logins_rename_finds_the_old_id_revoked() {
 #[test]
 fn a_regenerate_inside_a_log_out_everywhere_walk_does_not_survive_it() {
     let outcome: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
-    let mut slot: Option<(Slot, Arc<std::sync::OnceLock<Arc<Engine>>>)> = None;
-    let (engine, clock) = hooked(|b, handle| slot = Some((b.after_user_page.clone(), handle)));
+    let (engine, clock, counters) = hooked();
     let mut s = engine.create().expect("create");
     s.insert("k", "v").expect("insert");
     engine.login(&mut s, "yan").expect("login");
     clock.advance(std::time::Duration::from_millis(1));
     // Armed only now: the login walked the user's index too.
-    let (page_slot, handle) = slot.expect("armed");
     {
-        let (mut s, outcome) = (s.clone(), outcome.clone());
-        arm(&page_slot, move || {
-            let e = handle.get().expect("engine built");
+        let (mut s, outcome, e) = (s.clone(), outcome.clone(), engine.clone());
+        common::arm(&counters.after_user_page, move || {
             let r = e.regenerate(&mut s);
             *outcome.lock().expect("outcome") = Some(format!("{r:?} -> {:?}", s.id()));
         });

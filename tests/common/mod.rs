@@ -148,6 +148,38 @@ pub struct Counters {
     /// When set, the next `get` announces itself and then waits (up to
     /// 10 s, then fails) to be released: a stand-in for a slow disk.
     pub gate: std::sync::Mutex<Option<Gate>>,
+    /// Run once, before the next `put`: between an import's revocation
+    /// check and its write.
+    pub before_put: Hook,
+    /// Run once, after the next `rename`: between a login's id change and
+    /// whatever follows it.
+    pub after_rename: Hook,
+    /// Run once, after the next page of a user's index: inside a walk.
+    pub after_user_page: Hook,
+}
+
+/// A hook of a [`Probe`], armed with [`arm`] and run once.
+pub type Hook = std::sync::Mutex<Option<HookFn>>;
+
+/// What a [`Hook`] runs.
+pub struct HookFn(Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for HookFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HookFn")
+    }
+}
+
+/// Arms `hook` to run `f` the next time its point is reached.
+pub fn arm(hook: &Hook, f: impl FnOnce() + Send + 'static) {
+    *hook.lock().expect("hook") = Some(HookFn(Box::new(f)));
+}
+
+fn fire(hook: &Hook) {
+    let f = hook.lock().expect("hook").take();
+    if let Some(HookFn(f)) = f {
+        f();
+    }
 }
 
 /// See [`Counters::gate`].
@@ -157,11 +189,21 @@ pub struct Gate {
     pub release: std::sync::mpsc::Receiver<()>,
 }
 
-/// A memory backend that counts calls and can be told to fail flushes.
+/// A memory backend that counts calls, can be told to fail, and runs
+/// hooks at the racy points (see [`Counters`]).
 #[derive(Debug, Default)]
 pub struct Probe {
     inner: sessiondb::MemoryBackend,
     c: std::sync::Arc<Counters>,
+}
+
+impl Probe {
+    /// A probe and its counters.
+    pub fn new() -> (Self, std::sync::Arc<Counters>) {
+        let probe = Self::default();
+        let counters = probe.c.clone();
+        (probe, counters)
+    }
 }
 
 use std::sync::atomic::Ordering::SeqCst;
@@ -196,6 +238,7 @@ impl Backend for Probe {
         now: u64,
     ) -> sessiondb::Result<Outcome> {
         self.c.writes.fetch_add(1, SeqCst);
+        fire(&self.c.before_put);
         self.inner.put(id, e, v, now)
     }
     fn rename(
@@ -207,7 +250,9 @@ impl Backend for Probe {
         now: u64,
     ) -> sessiondb::Result<Outcome> {
         self.c.writes.fetch_add(1, SeqCst);
-        self.inner.rename(old, e, new, v, now)
+        let out = self.inner.rename(old, e, new, v, now);
+        fire(&self.c.after_rename);
+        out
     }
     fn delete(&self, id: &SessionId) -> sessiondb::Result<bool> {
         self.c.writes.fetch_add(1, SeqCst);
@@ -238,6 +283,7 @@ impl Backend for Probe {
     ) -> sessiondb::Result<sessiondb::UserPage> {
         let page = self.inner.user_sessions(user, cursor, limit)?;
         self.c.largest_user_page.fetch_max(page.ids.len(), SeqCst);
+        fire(&self.c.after_user_page);
         Ok(page)
     }
     fn scan(

@@ -161,6 +161,7 @@ mod cookie;
 mod engine;
 mod error;
 mod record;
+mod session;
 mod sweeper;
 mod token;
 #[cfg(feature = "axum")]
@@ -176,11 +177,10 @@ pub use cookie::{
     CookieBuilder, CookieConfig, HostPrefix, Lookup, MAX_SCAN_BYTES, MAX_VERIFY, Pairs, SameSite,
     pairs,
 };
-pub use engine::{
-    Engine, Imported, Recovery, RepairReport, Session, SessionInfo, SessionRecord, Stats,
-};
+pub use engine::{Engine, Imported, Recovery, RepairReport, SessionInfo, SessionRecord, Stats};
 pub use error::{BoxError, Error, Result};
 pub use record::{FORMAT_VERSION, FormatError, Meta as RecordMeta};
+pub use session::Session;
 pub use token::{Key, KeyRing, Purpose, SessionId, TOKEN_VERSION, Token};
 
 /// The README's examples, compiled and run as doctests so they stay true.

@@ -87,8 +87,9 @@ use http::{HeaderValue, Method, Request, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::engine::{Engine, Session, SessionInfo};
+use crate::engine::{Engine, SessionInfo};
 use crate::error::{Error, Result};
+use crate::session::Session;
 use crate::token::SessionId;
 
 /// The header the CSRF guard reads.

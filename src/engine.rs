@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use serde::de::DeserializeOwned;
@@ -19,6 +19,7 @@ use crate::commit::GroupCommit;
 use crate::config::{Config, Durability, Settings};
 use crate::cookie::{CookieConfig, Lookup};
 use crate::error::{Error, Result};
+use crate::poison::Poison;
 use crate::record::{self, Body, MAX_USER_LEN};
 use crate::session::{Session, decode_named};
 use crate::sweeper::Sweeper;
@@ -230,6 +231,11 @@ pub(crate) struct Inner {
     pub backend: Box<dyn Backend>,
     pub s: Settings,
     commit: GroupCommit,
+    /// The engine's one failure signal, shared with its store (see
+    /// [`Poison`]).
+    poison: Arc<Poison>,
+    /// Set by the first close; the store is closed exactly once.
+    closed: AtomicBool,
     /// `update` calls on one session take turns on its stripe, so in-process
     /// updaters never starve each other with conflicts.
     update_locks: Vec<Mutex<()>>,
@@ -328,7 +334,8 @@ impl Engine {
     /// and [`Error::InvalidConfig`] for settings out of range.
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
         let s = config.validate()?;
-        let backend = SledBackend::open(
+        let poison = Arc::new(Poison::default());
+        let backend = SledBackend::open_with(
             dir.as_ref(),
             SledOptions {
                 // An eighth of the budget holds whole records in front of
@@ -337,9 +344,10 @@ impl Engine {
                 flush_every_ms: Some(s.flush_every_ms),
                 session_cache_bytes: usize::try_from(s.cache_capacity / 8).unwrap_or(usize::MAX),
             },
+            poison.clone(),
         )?;
-        let was_clean = backend.was_clean;
-        let mut engine = Self::start(Box::new(backend), s)?;
+        let was_clean = backend.was_clean();
+        let mut engine = Self::start(Box::new(backend), s, poison)?;
         if !was_clean {
             // The last run crashed: check the invariants the transactions
             // promise, and mend (and report) anything that broke.
@@ -361,7 +369,11 @@ impl Engine {
 
     /// An engine on the memory backend: same semantics, nothing persists.
     pub fn memory(config: Config) -> Result<Self> {
-        Self::start(Box::new(MemoryBackend::new()), config.validate()?)
+        Self::start(
+            Box::new(MemoryBackend::new()),
+            config.validate()?,
+            Arc::default(),
+        )
     }
 
     /// An engine on Redis (feature `redis`): the same API and semantics,
@@ -375,10 +387,10 @@ impl Engine {
 
     /// An engine on any backend.
     pub fn with_backend(backend: Box<dyn Backend>, config: Config) -> Result<Self> {
-        Self::start(backend, config.validate()?)
+        Self::start(backend, config.validate()?, Arc::default())
     }
 
-    fn start(backend: Box<dyn Backend>, s: Settings) -> Result<Self> {
+    fn start(backend: Box<dyn Backend>, s: Settings, poison: Arc<Poison>) -> Result<Self> {
         if let Some(why) = s.cookie.host_prefix_warning() {
             tracing::warn!("{why}");
         }
@@ -388,7 +400,9 @@ impl Engine {
             horizon_ms,
             backend,
             s,
-            commit: GroupCommit::default(),
+            commit: GroupCommit::new(poison.clone()),
+            poison,
+            closed: AtomicBool::new(false),
             update_locks: (0..UPDATE_STRIPES).map(|_| Mutex::new(())).collect(),
             swept: AtomicU64::new(0),
             sweep_passes: AtomicU64::new(0),
@@ -473,7 +487,7 @@ impl Engine {
             if now.saturating_sub(session.body.last_seen_ms) <= inner.s.touch_ms {
                 return Ok(Some(session));
             }
-            inner.commit.check_writable()?;
+            inner.poison.check()?;
             let read_at = session.version.unwrap_or_default();
             session.body.last_seen_ms = now;
             let version = read_at + 1;
@@ -556,7 +570,7 @@ impl Engine {
             return Ok(());
         }
         let inner = &self.inner;
-        inner.commit.check_writable()?;
+        inner.poison.check()?;
         let now = inner.now();
         let mut body = session.body.clone();
         body.last_seen_ms = body.last_seen_ms.max(now);
@@ -627,7 +641,7 @@ impl Engine {
     /// only once the new id is durable.
     fn change_id(&self, session: &mut Session, login: Option<&str>) -> Result<()> {
         let inner = &self.inner;
-        inner.commit.check_writable()?;
+        inner.poison.check()?;
         // In-process updaters of the old id wait their turn, so they cannot
         // starve this rename with conflicts; released once it is done.
         let turn = self.stripe(&session.id);
@@ -802,7 +816,7 @@ impl Engine {
     /// logged-out cookie must not work again after a crash), also when
     /// another write (a sweep, another logout) had already deleted it.
     pub fn destroy_id(&self, id: &SessionId) -> Result<bool> {
-        self.inner.commit.check_writable()?;
+        self.inner.poison.check()?;
         self.revoke_session(id, self.inner.now())?;
         let existed = self.inner.backend.delete(id)?;
         // Whether or not it was there: the revocation must be durable, and
@@ -949,7 +963,7 @@ impl Engine {
     /// either durability mode.
     pub fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<usize> {
         check_user(user)?;
-        self.inner.commit.check_writable()?;
+        self.inner.poison.check()?;
         // First the revocation, then the deletions: an import racing this
         // call either meets the revocation or is deleted by the walk.
         let now = self.inner.now();
@@ -1032,7 +1046,7 @@ impl Engine {
     /// quarantine orphans its index entries, so it runs check and fix until
     /// nothing changes (at most four rounds).
     pub fn repair(&self) -> Result<RepairReport> {
-        self.inner.commit.check_writable()?;
+        self.inner.poison.check()?;
         let mut report = RepairReport::default();
         for _ in 0..4 {
             let found = self.check()?;
@@ -1129,7 +1143,7 @@ impl Engine {
         if self.is_revoked(r, now)? {
             return Ok(Imported::Revoked);
         }
-        inner.commit.check_writable()?;
+        inner.poison.check()?;
         let value = inner.encode(1, r.user.as_deref(), &body)?;
         match inner.backend.put(&r.id, None, &value, now)? {
             Outcome::Written => {}
@@ -1175,12 +1189,23 @@ impl Engine {
     }
 
     /// Stops the sweeper, flushes, and closes the store, marking it closed
-    /// cleanly (so the next open skips the crash check). A poisoned engine
-    /// is not marked clean.
+    /// cleanly (so the next open skips the crash check). Runs once: `Drop`
+    /// after it does nothing more. A poisoned engine, or one whose flush
+    /// here fails, is not marked clean, and the failure poisons it.
     pub fn close(self) -> Result<()> {
+        self.close_once()
+    }
+
+    fn close_once(&self) -> Result<()> {
         self.stop_sweeper();
-        self.inner.commit.check_writable()?;
-        self.inner.backend.close()
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.inner.poison.check()?;
+        self.inner
+            .backend
+            .close()
+            .map_err(|e| self.inner.poison.set(e))
     }
 
     fn stop_sweeper(&self) {
@@ -1197,10 +1222,66 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.stop_sweeper();
         // Errors cannot be returned from drop; `close` reports them.
-        if self.inner.commit.check_writable().is_ok() {
-            let _ = self.inner.backend.close();
-        }
+        let _ = self.close_once();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::sled::store_dir::faults;
+    use crate::{Key, KeyRing, ManualClock};
+
+    fn config(clock: &ManualClock) -> Config {
+        Config::new(KeyRing::new(1, Key::try_from(&[7u8; 64][..]).expect("key")))
+            .clock(clock.clone())
+            .sweeper(false)
+    }
+
+    /// The close-time flush fails once with EIO; a second sync would
+    /// succeed. The store must not be marked clean: the next open runs the
+    /// crash check.
+    #[test]
+    fn a_failed_flush_at_close_leaves_the_store_to_be_checked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = ManualClock::new(1_700_000_000_000);
+        let engine = Engine::open(dir.path(), config(&clock)).expect("open");
+        let mut s = engine.create().expect("create");
+        s.insert("n", &1u32).expect("insert");
+        engine.save(&mut s).expect("save");
+        faults::fail_syncs(dir.path(), 1);
+        let err = engine.close().expect_err("the close-time sync fails");
+        let Error::Poisoned { cause } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            matches!(&**cause, Error::Io { source, .. } if source.raw_os_error() == Some(5)),
+            "{cause:?}"
+        );
+        let engine = Engine::open(dir.path(), config(&clock)).expect("reopen");
+        assert!(
+            engine.recovery().is_some(),
+            "the open after a failed close must run the crash check"
+        );
+        engine.close().expect("close");
+        let engine = Engine::open(dir.path(), config(&clock)).expect("reopen");
+        assert!(engine.recovery().is_none(), "a clean close is clean");
+    }
+
+    /// The same through `Drop`: a dropped engine whose flush fails is not
+    /// clean either, and `Drop` after a failed `close` does not retry it.
+    #[test]
+    fn a_failed_flush_at_drop_leaves_the_store_to_be_checked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = ManualClock::new(1_700_000_000_000);
+        let engine = Engine::open(dir.path(), config(&clock)).expect("open");
+        let mut s = engine.create().expect("create");
+        s.insert("n", &1u32).expect("insert");
+        engine.save(&mut s).expect("save");
+        faults::fail_syncs(dir.path(), 1);
+        drop(engine);
+        let engine = Engine::open(dir.path(), config(&clock)).expect("reopen");
+        assert!(engine.recovery().is_some());
     }
 }

@@ -177,10 +177,27 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// An earlier flush to disk failed, so the store's state on disk is
-    /// unknown: writes are refused until the engine is reopened.
-    #[error("an earlier flush failed; writes are refused until the store is reopened")]
-    Poisoned,
+    /// A write could not be made durable (a flush failed, at close too) or
+    /// the store could not apply a write as it was answered, so its state on
+    /// disk is unknown: writes are refused until the engine is reopened, and
+    /// the store is not marked closed cleanly (the next open checks it).
+    #[error("the store refuses writes until it is reopened: a write could not be made durable")]
+    Poisoned {
+        /// The first failure, shared by every error that reports it.
+        #[source]
+        cause: std::sync::Arc<Error>,
+    },
+
+    /// A background thread (the sweeper, the sled committer) could not be
+    /// started.
+    #[error("could not start the {name} thread")]
+    Thread {
+        /// The thread's name.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
 
     /// The engine was closed.
     #[error("the engine is closed")]

@@ -111,12 +111,17 @@
 //!   backend also applies concurrent writes in one shared transaction.
 //!   Touches (a read moving `last_seen`) and sweeper deletions never wait:
 //!   losing one is harmless, because expiry is re-checked on every read.
-//! - **After a failed flush** the engine refuses every further write with
-//!   [`Error::Poisoned`] until it is reopened: the state on disk is unknown,
-//!   and pretending otherwise would acknowledge writes that may be lost. The
+//! - **After a failed flush** (at close too) the engine refuses every
+//!   further write with [`Error::Poisoned`], which carries the first
+//!   failure, until it is reopened: the state on disk is unknown, and
+//!   pretending otherwise would acknowledge writes that may be lost. The
 //!   write whose flush failed got the error; it may or may not be on disk.
-//! - [`Engine::close`] (and `Drop`) stops the sweeper, flushes and releases
-//!   the store.
+//!   A poisoned store is never marked closed cleanly, so the next open
+//!   checks it; a later flush that happens to succeed changes nothing (on
+//!   Linux a second `fdatasync` after an EIO can report success).
+//! - [`Engine::close`] (or `Drop`, whichever comes first, exactly once)
+//!   stops the sweeper, flushes and releases the store, and marks it
+//!   closed cleanly only if that flush succeeded.
 //! - **After a crash** (no clean close) [`Engine::open`] runs
 //!   [`Engine::check`] and, if anything is broken, [`Engine::repair`]
 //!   before returning; [`Engine::recovery`] reports what it found.
@@ -160,6 +165,7 @@ mod config;
 mod cookie;
 mod engine;
 mod error;
+mod poison;
 mod record;
 mod session;
 mod sweeper;

@@ -147,7 +147,7 @@ pub enum Error {
         max: usize,
     },
 
-    /// A record offered to [`Engine::import`](crate::Engine::import) has
+    /// A record offered to [`Admin::import`](crate::Admin::import) has
     /// times no session of this engine can have. Nothing was written.
     #[error("session {id_hint}: record refused: {reason}")]
     InvalidRecord {
@@ -166,6 +166,10 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+
+    /// A session's record could not be encoded.
+    #[error("the session record does not encode")]
+    EncodeRecord(#[source] BoxError),
 
     /// A named value did not decode as the requested type.
     #[error("session value `{key}` does not decode as the requested type")]

@@ -66,8 +66,8 @@
 //!   (else), each a page of the user's index at a time; a user keeps at most
 //!   [`Config::max_sessions_per_user`] sessions (100), the oldest logged out
 //!   first.
-//! - **Operations.** [`Engine::stats`], [`Engine::check`] (the invariants of
-//!   the three trees), [`Engine::sweep_now`].
+//! - **Operations.** [`Admin::stats`], [`Admin::check`] (the invariants of
+//!   the three trees), [`Admin::sweep_now`].
 //!
 //! # Storage
 //!
@@ -78,7 +78,7 @@
 //! instant a crash comes at. A fourth tree, `revoked`, remembers what was
 //! revoked (each destroyed id, the id a login replaced, each user logged
 //! out everywhere and when) for the longest absolute timeout the store has
-//! been opened with, so that [`Engine::import`] of an older export cannot
+//! been opened with, so that [`Admin::import`] of an older export cannot
 //! bring it back; the sweeper forgets entries past their time. [`Engine::memory`] runs the same logic in
 //! memory, for tests and as a benchmark baseline; [`Backend`] is the trait
 //! for others. A directory holding something other than a sessiondb store is
@@ -123,7 +123,7 @@
 //!   stops the sweeper, flushes and releases the store, and marks it
 //!   closed cleanly only if that flush succeeded.
 //! - **After a crash** (no clean close) [`Engine::open`] runs
-//!   [`Engine::check`] and, if anything is broken, [`Engine::repair`]
+//!   [`Admin::check`] and, if anything is broken, [`Admin::repair`]
 //!   before returning; [`Engine::recovery`] reports what it found.
 //!
 //! # Damaged stores
@@ -131,8 +131,8 @@
 //! A record whose bytes do not decode is reported, not hidden: loading it
 //! fails with [`Error::Corrupt`] (naming the session's id hint) rather than
 //! returning "no session", so damage shows up in logs instead of as a silent
-//! logout; every other session stays readable. [`Engine::check`] lists it
-//! with every other broken invariant, and [`Engine::repair`] moves it to a
+//! logout; every other session stays readable. [`Admin::check`] lists it
+//! with every other broken invariant, and [`Admin::repair`] moves it to a
 //! `quarantine` tree (never deleting it) and rebuilds the `expiry` and
 //! `users` indexes from `sessions`, the source of truth.
 //!
@@ -153,7 +153,7 @@
 //! expired sessions every [`Config::sweep_interval`] in batches of
 //! [`Config::sweep_batch`], re-checking each inside the transaction that
 //! deletes it. It is cleanup, not correctness. Tests inject a
-//! [`ManualClock`] and call [`Engine::sweep_now`] instead of sleeping.
+//! [`ManualClock`] and call [`Admin::sweep_now`] instead of sleeping.
 
 // Library code never panics on a failed Result; tests may.
 #![cfg_attr(not(test), deny(clippy::expect_used))]
@@ -183,7 +183,9 @@ pub use cookie::{
     CookieBuilder, CookieConfig, HostPrefix, Lookup, MAX_SCAN_BYTES, MAX_VERIFY, Pairs, SameSite,
     pairs,
 };
-pub use engine::{Engine, Imported, Recovery, RepairReport, SessionInfo, SessionRecord, Stats};
+pub use engine::{
+    Admin, Engine, Imported, Recovery, RepairReport, SessionInfo, SessionRecord, Stats,
+};
 pub use error::{BoxError, Error, Result};
 pub use record::{FORMAT_VERSION, FormatError, Meta as RecordMeta};
 pub use session::Session;

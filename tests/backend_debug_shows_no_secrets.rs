@@ -92,7 +92,11 @@ fn a_session_its_record_and_the_layer_show_no_values_either() {
     let session = store_one(&engine);
     assert_shows_nothing_stored(&format!("{session:?}"), &session);
     assert_shows_nothing_stored(&format!("{session:#?}"), &session);
-    let record = engine.record(session.id()).expect("read").expect("live");
+    let record = engine
+        .admin()
+        .record(session.id())
+        .expect("read")
+        .expect("live");
     assert_shows_nothing_stored(&format!("{record:?}"), &session);
     #[cfg(feature = "axum")]
     {

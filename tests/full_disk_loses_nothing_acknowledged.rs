@@ -92,7 +92,7 @@ fn a_full_disk_fails_writes_clearly_and_loses_nothing() {
     let engine = Engine::open(&store, config()).expect("opens with room again");
     // The engine was poisoned, so it was not closed cleanly: checked.
     assert!(engine.recovery().is_some());
-    assert!(engine.check().expect("check").is_empty());
+    assert!(engine.admin().check().expect("check").is_empty());
     for (id, i) in &acked {
         let s = engine
             .load_id(id)

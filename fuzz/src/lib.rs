@@ -350,7 +350,7 @@ pub fn record(data: &[u8]) {
     }
     let Ok((meta, _)) = parsed else { return };
     let engine = record_engine(backend);
-    let mut scanned = match engine.records(None, 2) {
+    let mut scanned = match engine.admin().records(None, 2) {
         Ok(page) => page,
         Err(e) => panic!("scan: {e}"),
     };
@@ -360,7 +360,7 @@ pub fn record(data: &[u8]) {
     };
     assert_eq!(scanned_id, id);
     let live = meta.expires_at > RECORD_NOW_MS;
-    let found = match engine.check() {
+    let found = match engine.admin().check() {
         Ok(found) => found,
         Err(e) => panic!("check: {e}"),
     };
@@ -370,7 +370,7 @@ pub fn record(data: &[u8]) {
             assert_eq!(r.expires_at, meta.expires_at);
             assert_eq!(r.user.as_deref(), meta.user);
             assert!(found.is_empty(), "a record that decodes: {found:?}");
-            match engine.record(&id) {
+            match engine.admin().record(&id) {
                 Ok(Some(again)) => assert!(live && again == r, "{again:?} != {r:?}"),
                 Ok(None) => assert!(!live, "a live record read as absent"),
                 Err(e) => panic!("a record that decodes in a scan fails to read: {e}"),
@@ -393,7 +393,7 @@ pub fn record(data: &[u8]) {
                 "check missed a record that does not decode: {found:?}"
             );
             // Expired, it is absent before anyone decodes it.
-            match engine.record(&id) {
+            match engine.admin().record(&id) {
                 Err(Error::Corrupt { .. }) => assert!(live),
                 Ok(None) => assert!(!live),
                 other => panic!("read of a corrupt record: {other:?}"),
@@ -403,13 +403,13 @@ pub fn record(data: &[u8]) {
                 Ok(None) => assert!(!live),
                 other => panic!("load of a corrupt record: {other:?}"),
             }
-            let report = match engine.repair() {
+            let report = match engine.admin().repair() {
                 Ok(report) => report,
                 Err(e) => panic!("repair: {e}"),
             };
             assert!(report.remaining.is_empty(), "{report:?}");
             assert_eq!(report.quarantined, 1);
-            assert!(matches!(engine.check().as_deref(), Ok([])));
+            assert!(matches!(engine.admin().check().as_deref(), Ok([])));
         }
         Err(e) => panic!("a stored record failed with {e}, not Corrupt"),
     }
@@ -421,10 +421,10 @@ pub fn record(data: &[u8]) {
 fn reimport(r: &sessiondb::SessionRecord) {
     let engine = record_engine(MemoryBackend::new());
     // Refusals (a user id over the limit, a session too large) are fine.
-    let Ok(Imported::Written) = engine.import(r) else {
+    let Ok(Imported::Written) = engine.admin().import(r) else {
         return;
     };
-    let again = match engine.records(None, 2) {
+    let again = match engine.admin().records(None, 2) {
         Ok(mut page) if page.len() == 1 => match page.pop() {
             Some((_, Ok(again))) => again,
             other => panic!("an imported record does not read back: {other:?}"),
@@ -447,5 +447,5 @@ fn reimport(r: &sessiondb::SessionRecord) {
     );
     assert_eq!(again.idle_timeout_ms, r.idle_timeout_ms.min(idle));
     assert_eq!(again.data, r.data);
-    assert!(matches!(engine.check().as_deref(), Ok([])));
+    assert!(matches!(engine.admin().check().as_deref(), Ok([])));
 }

@@ -57,7 +57,7 @@ impl UserPage {
     }
 }
 
-/// Counts a backend can give cheaply enough for [`Engine::stats`](crate::Engine::stats).
+/// Counts a backend can give cheaply enough for [`Admin::stats`](crate::Admin::stats).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackendStats {
     /// Stored sessions that have not expired.

@@ -353,7 +353,7 @@ fn each_record(
 ) -> Result<(), Fail> {
     let mut after = None;
     loop {
-        let page = engine.records(after.as_ref(), PAGE)?;
+        let page = engine.admin().records(after.as_ref(), PAGE)?;
         let Some((last, _)) = page.last() else {
             return Ok(());
         };
@@ -399,7 +399,7 @@ fn resolve(engine: &Engine, text: &str) -> Result<SessionId, Fail> {
 }
 
 fn stats(engine: &Engine, dir: &Path, as_json: bool) -> Outcome {
-    let s = engine.stats()?;
+    let s = engine.admin().stats()?;
     let marker = std::fs::read_to_string(dir.join("SESSIONDB")).unwrap_or_default();
     let store_format = marker
         .lines()
@@ -507,7 +507,7 @@ fn list(
 
 fn show(engine: &Engine, id: &str, values: bool, as_json: bool) -> Outcome {
     let id = resolve(engine, id)?;
-    let Some(r) = engine.record(&id)? else {
+    let Some(r) = engine.admin().record(&id)? else {
         return Err(Fail(
             format!("error: session {} is not live (expired or gone)", id.hint()),
             1,
@@ -584,7 +584,7 @@ fn revoke(engine: Engine, target: Target, as_json: bool) -> Outcome {
 
 fn sweep(engine: Engine, as_json: bool) -> Outcome {
     let bar = spinner("sweeping expired sessions");
-    let n = engine.sweep_now()?;
+    let n = engine.admin().sweep_now()?;
     bar.finish_and_clear();
     engine.close()?;
     if as_json {
@@ -597,11 +597,11 @@ fn sweep(engine: Engine, as_json: bool) -> Outcome {
 
 fn check(engine: Engine, repair: bool, as_json: bool) -> Outcome {
     let bar = spinner("checking");
-    let found = engine.check()?;
+    let found = engine.admin().check()?;
     bar.finish_and_clear();
     let report = if repair && !found.is_empty() {
         let bar = spinner("repairing");
-        let r = engine.repair()?;
+        let r = engine.admin().repair()?;
         bar.finish_and_clear();
         Some(r)
     } else {
@@ -812,7 +812,7 @@ fn import(engine: Engine) -> Outcome {
                     r.id.hint()
                 ));
             }
-            Ok(r) => match engine.record(&r.id) {
+            Ok(r) => match engine.admin().record(&r.id) {
                 Ok(Some(_)) => bad.push(format!(
                     "line {}: session {} is already in the store",
                     n + 1,
@@ -831,7 +831,7 @@ fn import(engine: Engine) -> Outcome {
     if bad.is_empty() {
         let dry = Engine::memory(config()?)?;
         for (line, r) in &records {
-            if let Err(e) = dry.import(r) {
+            if let Err(e) = dry.admin().import(r) {
                 bad.push(format!("line {line}: {e}"));
             }
         }
@@ -846,7 +846,7 @@ fn import(engine: Engine) -> Outcome {
     let bar = spinner("importing");
     let (mut written, mut expired, mut revoked) = (0u64, 0u64, 0u64);
     for (line, r) in &records {
-        match engine.import(r) {
+        match engine.admin().import(r) {
             Ok(Imported::Written) => written += 1,
             Ok(Imported::Expired) => expired += 1,
             Ok(Imported::Revoked) => revoked += 1,

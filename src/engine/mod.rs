@@ -7,23 +7,26 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-
-use serde::de::DeserializeOwned;
 
 use crate::backend::memory::MemoryBackend;
 use crate::backend::sled::{SledBackend, SledOptions};
-use crate::backend::{Backend, Outcome, Violation};
+use crate::backend::{Backend, Outcome};
 use crate::commit::GroupCommit;
 use crate::config::{Config, Durability, Settings};
 use crate::cookie::{CookieConfig, Lookup};
 use crate::error::{Error, Result};
 use crate::poison::Poison;
 use crate::record::{self, Body, MAX_USER_LEN};
-use crate::session::{Session, decode_named};
-use crate::sweeper::Sweeper;
+
+mod admin;
+mod revocation;
+
+use crate::session::Session;
+use crate::sweeper::{self, Sweeper};
 use crate::token::{KeyRing, Purpose, SessionId};
+pub use admin::{Admin, Imported, Recovery, RepairReport, SessionRecord, Stats};
 
 /// How often [`Engine::update`] retries after a conflict before giving up.
 const UPDATE_RETRIES: usize = 64;
@@ -31,24 +34,6 @@ const UPDATE_RETRIES: usize = 64;
 const UPDATE_STRIPES: usize = 64;
 /// Ids read from a user's index at a time: per-user work never holds more.
 const USER_PAGE: usize = 256;
-
-fn to_record(id: SessionId, bytes: &[u8]) -> Result<SessionRecord> {
-    let (meta, body) = record::decode(bytes).map_err(|e| Error::Corrupt {
-        id_hint: id.hint(),
-        source: e,
-    })?;
-    Ok(SessionRecord {
-        id,
-        version: meta.version,
-        user: meta.user.map(str::to_owned),
-        created_at: body.created_ms,
-        last_seen: body.last_seen_ms,
-        expires_at: meta.expires_at,
-        absolute_deadline: body.absolute_deadline_ms,
-        idle_timeout_ms: body.idle_timeout_ms,
-        data: body.data,
-    })
-}
 
 fn check_user(user: &str) -> Result<()> {
     if user.is_empty() || user.len() > MAX_USER_LEN {
@@ -73,163 +58,10 @@ pub struct SessionInfo {
     pub expires_at: u64,
 }
 
-/// What [`Engine::repair`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RepairReport {
-    /// The violations it mended, in the order it mended them.
-    pub fixed: Vec<Violation>,
-    /// Records in quarantine after the repair (undecodable records are
-    /// moved there, never deleted).
-    pub quarantined: u64,
-    /// What `check` still finds afterwards (empty on success).
-    pub remaining: Vec<Violation>,
-}
-
-/// What [`Engine::open`] found when the store's last run had not closed
-/// cleanly (a crash, a kill, a power cut); see [`Engine::recovery`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Recovery {
-    /// The violations `check` found at open (empty: the store came through
-    /// the crash sound, as sled's transactions promise).
-    pub found: Vec<Violation>,
-    /// The repair that followed, when anything was found.
-    pub repair: Option<RepairReport>,
-}
-
-/// Numbers for operators; see [`Engine::stats`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Stored sessions that have not expired.
-    pub live_sessions: u64,
-    /// Distinct users with a stored session.
-    pub users: u64,
-    /// Expired sessions not yet swept.
-    pub expired_pending: u64,
-    /// Bytes the store occupies on disk.
-    pub bytes_on_disk: u64,
-    /// Sessions deleted by the sweeper since open.
-    pub swept: u64,
-    /// Sweeper passes since open.
-    pub sweep_passes: u64,
-    /// Sweeper passes that failed since open.
-    pub sweep_errors: u64,
-}
-
-/// One stored session with everything in it: what operators' tools list,
-/// export and import ([`Engine::records`], [`Engine::import`]).
-///
-/// `Debug` shows the id's hint, the times and the names of the values, never
-/// the values or the user.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SessionRecord {
-    /// The session's id.
-    pub id: SessionId,
-    /// The stored version (1 when first stored, +1 per write).
-    pub version: u64,
-    /// The user it belongs to.
-    pub user: Option<String>,
-    /// Created, ms since the Unix epoch.
-    pub created_at: u64,
-    /// Last seen (as of the last write), ms since the Unix epoch.
-    pub last_seen: u64,
-    /// When it expires unless seen again, ms since the Unix epoch.
-    pub expires_at: u64,
-    /// When it expires whatever happens, ms since the Unix epoch.
-    pub absolute_deadline: u64,
-    /// Its idle timeout, in ms.
-    pub idle_timeout_ms: u64,
-    /// Each value as stored: the bincode 2 encoding of the caller's type.
-    pub data: BTreeMap<String, Vec<u8>>,
-}
-
-impl std::fmt::Debug for SessionRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionRecord")
-            .field("id", &self.id)
-            .field("version", &self.version)
-            .field("has_user", &self.user.is_some())
-            .field("created_at", &self.created_at)
-            .field("last_seen", &self.last_seen)
-            .field("expires_at", &self.expires_at)
-            .field("values", &self.data.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl SessionRecord {
-    /// The value named `key`, decoded as `T`; `None` if absent.
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        decode_named(&self.data, key)
-    }
-}
-
-/// What [`Engine::import`] did with one record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Imported {
-    /// Stored.
-    Written,
-    /// A session with this id is already stored; nothing was changed.
-    Exists,
-    /// The record had already expired; nothing was written.
-    Expired,
-    /// The session was revoked in this store after the record was taken (a
-    /// logout, log out everywhere, a revoke); nothing was written.
-    Revoked,
-}
-
-/// How far ahead of this engine's clock an imported record's times may be
-/// (another machine's clock): more is refused as impossible.
-const IMPORT_CLOCK_SKEW_MS: u64 = 60_000;
-
-/// Keys of the revocations this engine records (see [`Backend::revoke`]).
-mod revocation {
-    use crate::token::SessionId;
-
-    /// One session, by id: no record of this id may come back.
-    pub fn session(id: &SessionId) -> [u8; 33] {
-        let mut k = [0u8; 33];
-        k[0] = b'i';
-        k[1..].copy_from_slice(id.as_bytes());
-        k
-    }
-
-    /// Every session of a user created at or before the revocation.
-    pub fn user(user: &str) -> Vec<u8> {
-        [&b"u"[..], user.as_bytes()].concat()
-    }
-
-    /// Not a revocation: the store's record of the longest absolute timeout
-    /// an engine has opened it with, kept in the revocations' own store
-    /// (whose `revoke` keeps the largest `at` it was given) and never
-    /// forgotten. Revocations must outlive every session they cover, and an
-    /// engine with shorter settings (the operator's tool, with defaults)
-    /// must not record or forget them sooner than the service would.
-    pub const HORIZON: &[u8] = b"m:longest-absolute-timeout-ms";
-
-    /// Reads the store's horizon, raising it to this engine's absolute
-    /// timeout first if that is longer.
-    pub fn horizon(
-        backend: &dyn crate::backend::Backend,
-        s: &crate::config::Settings,
-    ) -> crate::error::Result<u64> {
-        // Forever, for the horizon's own entry: a hundred years.
-        const KEEP_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
-        let now = s.clock.now_ms();
-        let stored = backend.revoked_at(HORIZON, now)?.unwrap_or(0);
-        if stored < s.absolute_ms {
-            backend.revoke(HORIZON, s.absolute_ms, now.saturating_add(KEEP_MS))?;
-        }
-        Ok(stored.max(s.absolute_ms))
-    }
-}
-
-pub(crate) struct Inner {
-    pub backend: Box<dyn Backend>,
-    pub s: Settings,
+/// What the engine's handles and its sweeper thread share.
+struct Shared {
+    backend: Box<dyn Backend>,
+    settings: Settings,
     commit: GroupCommit,
     /// The engine's one failure signal, shared with its store (see
     /// [`Poison`]).
@@ -239,19 +71,18 @@ pub(crate) struct Inner {
     /// `update` calls on one session take turns on its stripe, so in-process
     /// updaters never starve each other with conflicts.
     update_locks: Vec<Mutex<()>>,
-    pub swept: AtomicU64,
-    pub sweep_passes: AtomicU64,
-    pub sweep_errors: AtomicU64,
+    /// What the sweeper has done, for [`Admin::stats`].
+    sweep_counters: Arc<sweeper::Counters>,
     /// How long revocations are kept: the longest absolute timeout any
     /// engine has opened this store with (see [`revocation::HORIZON`]).
     horizon_ms: u64,
 }
 
-impl std::fmt::Debug for Inner {
+impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inner")
+        f.debug_struct("Shared")
             .field("backend", &self.backend)
-            .field("durability", &self.s.durability)
+            .field("durability", &self.settings.durability)
             .finish_non_exhaustive()
     }
 }
@@ -270,34 +101,40 @@ enum Wait {
     Always,
 }
 
-impl Inner {
-    pub fn now(&self) -> u64 {
-        self.s.clock.now_ms()
+impl Shared {
+    fn now(&self) -> u64 {
+        self.settings.clock.now_ms()
     }
 
     /// Bookkeeping after a write: durability and the backlog bound.
     fn after_write(&self, wait: Wait) -> Result<()> {
         let (seq, unflushed) = self.commit.note_write();
-        let strict = self.s.durability == Durability::Strict && wait == Wait::AsConfigured;
-        if strict || wait == Wait::Always || unflushed >= self.s.max_unflushed_writes as u64 {
+        let strict = self.settings.durability == Durability::Strict && wait == Wait::AsConfigured;
+        if strict || wait == Wait::Always || unflushed >= self.settings.max_unflushed_writes as u64
+        {
             self.commit.wait_durable(seq, || self.backend.flush())?;
         }
         Ok(())
     }
 
-    pub fn after_sweep_delete(&self) -> Result<()> {
-        self.after_write(Wait::Never)
+    /// One sweeper pass, as of now; its deletions never wait for the disk.
+    fn sweep(&self) -> Result<u64> {
+        sweeper::pass(
+            self.backend.as_ref(),
+            self.now(),
+            self.settings.sweep_batch,
+            &self.sweep_counters,
+            || self.after_write(Wait::Never),
+        )
     }
 
     fn encode(&self, version: u64, user: Option<&str>, body: &Body) -> Result<Vec<u8>> {
-        let bytes = record::encode(version, user, body).map_err(|e| Error::Encode {
-            key: "<record>".to_owned(),
-            source: Box::new(e),
-        })?;
-        if bytes.len() > self.s.max_session_bytes {
+        let bytes =
+            record::encode(version, user, body).map_err(|e| Error::EncodeRecord(Box::new(e)))?;
+        if bytes.len() > self.settings.max_session_bytes {
             return Err(Error::TooLarge {
                 size: bytes.len(),
-                limit: self.s.max_session_bytes,
+                limit: self.settings.max_session_bytes,
             });
         }
         Ok(bytes)
@@ -309,7 +146,7 @@ impl Inner {
 /// `Engine` is `Send + Sync`: share it (in an `Arc`) between threads.
 /// `Debug` shows its backend, settings and counts, never a session.
 pub struct Engine {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
     sweeper: Mutex<Option<Sweeper>>,
     recovery: Option<Recovery>,
 }
@@ -317,10 +154,13 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("backend", &self.inner.backend)
-            .field("durability", &self.inner.s.durability)
-            .field("cookie", &self.inner.s.cookie.name())
-            .field("swept", &self.inner.swept.load(Ordering::Relaxed))
+            .field("backend", &self.shared.backend)
+            .field("durability", &self.shared.settings.durability)
+            .field("cookie", &self.shared.settings.cookie.name())
+            .field(
+                "swept",
+                &self.shared.sweep_counters.swept.load(Ordering::Relaxed),
+            )
             .field("recovered", &self.recovery.is_some())
             .finish_non_exhaustive()
     }
@@ -351,10 +191,10 @@ impl Engine {
         if !was_clean {
             // The last run crashed: check the invariants the transactions
             // promise, and mend (and report) anything that broke.
-            let found = engine.check()?;
+            let found = engine.admin().check()?;
             let repair = match found.is_empty() {
                 true => None,
-                false => Some(engine.repair()?),
+                false => Some(engine.admin().repair()?),
             };
             engine.recovery = Some(Recovery { found, repair });
         }
@@ -365,6 +205,13 @@ impl Engine {
     /// at open found and repaired. `None` after a clean close.
     pub fn recovery(&self) -> Option<&Recovery> {
         self.recovery.as_ref()
+    }
+
+    /// The operator's API: statistics, check and repair, listing, export
+    /// and import, sweeping on demand. Kept apart from the request API
+    /// (load, create, save, login, destroy, ...) that a service calls.
+    pub fn admin(&self) -> Admin<'_> {
+        Admin::new(self)
     }
 
     /// An engine on the memory backend: same semantics, nothing persists.
@@ -396,24 +243,26 @@ impl Engine {
         }
         let sweep = s.sweeper.then_some(s.sweep_interval);
         let horizon_ms = revocation::horizon(backend.as_ref(), &s)?;
-        let inner = Arc::new(Inner {
+        let shared = Arc::new(Shared {
             horizon_ms,
             backend,
-            s,
+            settings: s,
             commit: GroupCommit::new(poison.clone()),
             poison,
             closed: AtomicBool::new(false),
             update_locks: (0..UPDATE_STRIPES).map(|_| Mutex::new(())).collect(),
-            swept: AtomicU64::new(0),
-            sweep_passes: AtomicU64::new(0),
-            sweep_errors: AtomicU64::new(0),
+            sweep_counters: Arc::default(),
         });
         let sweeper = match sweep {
-            Some(every) => Some(Sweeper::spawn(inner.clone(), every)?),
+            Some(every) => {
+                let pass = shared.clone();
+                let counters = shared.sweep_counters.clone();
+                Some(Sweeper::spawn(every, counters, move || pass.sweep())?)
+            }
             None => None,
         };
         Ok(Self {
-            inner,
+            shared,
             sweeper: Mutex::new(sweeper),
             recovery: None,
         })
@@ -421,12 +270,12 @@ impl Engine {
 
     /// The session cookie's settings.
     pub fn cookie_config(&self) -> &CookieConfig {
-        &self.inner.s.cookie
+        &self.shared.settings.cookie
     }
 
     /// The key ring that signs and verifies.
     pub fn key_ring(&self) -> &KeyRing {
-        &self.inner.s.ring
+        &self.shared.settings.ring
     }
 
     /// The id named by the request's `Cookie` headers, if a cookie verifies.
@@ -438,16 +287,16 @@ impl Engine {
         I: IntoIterator<Item = &'h [u8]>,
     {
         match self
-            .inner
-            .s
+            .shared
+            .settings
             .cookie
-            .lookup(&self.inner.s.ring, cookie_headers)
+            .lookup(&self.shared.settings.ring, cookie_headers)
         {
             Lookup::Found(id) => Some(id),
             Lookup::Missing => None,
             Lookup::Ambiguous => {
                 tracing::warn!(
-                    cookie = self.inner.s.cookie.name(),
+                    cookie = self.shared.settings.cookie.name(),
                     "the request carries session cookies naming different sessions \
                      (cookie tossing?): treated as no session"
                 );
@@ -477,24 +326,24 @@ impl Engine {
     /// threshold, it is moved to now and written back (the only write a read
     /// makes).
     pub fn load_id(&self, id: &SessionId) -> Result<Option<Session>> {
-        let inner = &self.inner;
+        let shared = &self.shared;
         // A touch that loses a race re-reads; bounded in case of a storm.
         for _ in 0..UPDATE_RETRIES {
-            let now = inner.now();
+            let now = shared.now();
             let Some(mut session) = self.read(id, now)? else {
                 return Ok(None);
             };
-            if now.saturating_sub(session.body.last_seen_ms) <= inner.s.touch_ms {
+            if now.saturating_sub(session.body.last_seen_ms) <= shared.settings.touch_ms {
                 return Ok(Some(session));
             }
-            inner.poison.check()?;
+            shared.poison.check()?;
             let read_at = session.version.unwrap_or_default();
             session.body.last_seen_ms = now;
             let version = read_at + 1;
-            let value = inner.encode(version, session.user.as_deref(), &session.body)?;
-            match inner.backend.put(id, Some(read_at), &value, now)? {
+            let value = shared.encode(version, session.user.as_deref(), &session.body)?;
+            match shared.backend.put(id, Some(read_at), &value, now)? {
                 Outcome::Written => {
-                    inner.after_write(Wait::Never)?;
+                    shared.after_write(Wait::Never)?;
                     session.version = Some(version);
                     session.touched = true;
                     return Ok(Some(session));
@@ -508,7 +357,7 @@ impl Engine {
 
     /// The stored copy of a live session, as it is: no touch.
     fn read(&self, id: &SessionId, now: u64) -> Result<Option<Session>> {
-        let Some(bytes) = self.inner.backend.get(id, now)? else {
+        let Some(bytes) = self.shared.backend.get(id, now)? else {
             return Ok(None);
         };
         let (meta, body) = record::decode(&bytes).map_err(|e| Error::Corrupt {
@@ -534,7 +383,7 @@ impl Engine {
     /// [`save`](Self::save) that finds it holding something, so visitors that
     /// never get a value (bots without cookies) cost no disk.
     pub fn create(&self) -> Result<Session> {
-        let now = self.inner.now();
+        let now = self.shared.now();
         Ok(Session {
             id: SessionId::generate()?,
             version: None,
@@ -552,8 +401,8 @@ impl Engine {
         Body {
             created_ms: now,
             last_seen_ms: now,
-            absolute_deadline_ms: now.saturating_add(self.inner.s.absolute_ms),
-            idle_timeout_ms: self.inner.s.idle_ms,
+            absolute_deadline_ms: now.saturating_add(self.shared.settings.absolute_ms),
+            idle_timeout_ms: self.shared.settings.idle_ms,
             data: BTreeMap::new(),
         }
     }
@@ -569,16 +418,16 @@ impl Engine {
         if !session.changed || (session.is_new() && session.is_empty()) {
             return Ok(());
         }
-        let inner = &self.inner;
-        inner.poison.check()?;
-        let now = inner.now();
+        let shared = &self.shared;
+        shared.poison.check()?;
+        let now = shared.now();
         let mut body = session.body.clone();
         body.last_seen_ms = body.last_seen_ms.max(now);
         let version = session.version.map_or(1, |v| v + 1);
         // The user goes back as it was read: a version-checked write cannot
         // change who the session belongs to (only login, with a new id, can).
-        let value = inner.encode(version, session.user.as_deref(), &body)?;
-        match inner
+        let value = shared.encode(version, session.user.as_deref(), &body)?;
+        match shared
             .backend
             .put(&session.id, session.version, &value, now)?
         {
@@ -596,7 +445,7 @@ impl Engine {
         }
         session.body = body;
         session.stored_at(version);
-        inner.after_write(Wait::AsConfigured)
+        shared.after_write(Wait::AsConfigured)
     }
 
     /// Gives the session a new id, keeping its data (and storing its pending
@@ -640,8 +489,8 @@ impl Engine {
     /// [`login`](Self::login). It works on copies and writes `session` back
     /// only once the new id is durable.
     fn change_id(&self, session: &mut Session, login: Option<&str>) -> Result<()> {
-        let inner = &self.inner;
-        inner.poison.check()?;
+        let shared = &self.shared;
+        shared.poison.check()?;
         // In-process updaters of the old id wait their turn, so they cannot
         // starve this rename with conflicts; released once it is done.
         let turn = self.stripe(&session.id);
@@ -650,7 +499,7 @@ impl Engine {
         // the old id is gone, and a crash between the two leaves only a
         // revocation of a live id (which blocks nothing but importing it).
         if session.version.is_some() {
-            self.revoke_session(&session.id, inner.now())?;
+            self.revoke_session(&session.id, shared.now())?;
         }
         // The user the new id will carry, and that user's revocation as it
         // stands before the change (see the check after the rename).
@@ -664,7 +513,7 @@ impl Engine {
         // caller's unsaved values replayed over it.
         let mut from = session.clone();
         for _ in 0..UPDATE_RETRIES {
-            let now = inner.now();
+            let now = shared.now();
             let mut next = from.clone();
             next.id = SessionId::generate()?;
             next.body.last_seen_ms = next.body.last_seen_ms.max(now);
@@ -686,12 +535,12 @@ impl Engine {
                 // Never stored and still empty: a new id is all it takes.
                 None if next.is_empty() => Outcome::Written,
                 None => {
-                    let value = inner.encode(version, next.user.as_deref(), &next.body)?;
-                    inner.backend.put(&next.id, None, &value, now)?
+                    let value = shared.encode(version, next.user.as_deref(), &next.body)?;
+                    shared.backend.put(&next.id, None, &value, now)?
                 }
                 Some(expected) => {
-                    let value = inner.encode(version, next.user.as_deref(), &next.body)?;
-                    inner
+                    let value = shared.encode(version, next.user.as_deref(), &next.body)?;
+                    shared
                         .backend
                         .rename(&from.id, expected, &next.id, &value, now)?
                 }
@@ -731,8 +580,8 @@ impl Engine {
                 // the user's index may have passed the new id's place before
                 // the rename landed: it wins.
                 self.revoke_session(&next.id, now)?;
-                inner.backend.delete(&next.id)?;
-                inner.after_write(Wait::Always)?;
+                shared.backend.delete(&next.id)?;
+                shared.after_write(Wait::Always)?;
                 return Err(Error::Gone {
                     id_hint: from.id.hint(),
                 });
@@ -744,7 +593,7 @@ impl Engine {
                 tracing::warn!(error = %e, "could not log out a user's oldest sessions");
             }
             if stored {
-                inner.after_write(Wait::Always)?;
+                shared.after_write(Wait::Always)?;
             }
             *session = next;
             return Ok(());
@@ -754,53 +603,12 @@ impl Engine {
         })
     }
 
-    /// Records that `id` was revoked, before it is deleted: an export taken
-    /// earlier must not bring it back ([`import`](Self::import)). Kept for
-    /// the longest absolute timeout any engine has used on this store, past
-    /// which no record of it could be alive anyway.
-    fn revoke_session(&self, id: &SessionId, now: u64) -> Result<()> {
-        let until = now.saturating_add(self.inner.horizon_ms);
-        self.inner
-            .backend
-            .revoke(&revocation::session(id), now, until)
-    }
-
-    /// When `user` was last logged out everywhere, if that is still kept.
-    fn user_revoked_at(&self, user: &str) -> Result<Option<u64>> {
-        self.inner
-            .backend
-            .revoked_at(&revocation::user(user), self.inner.now())
-    }
-
-    /// Whether `user` was logged out everywhere at or after `created`.
-    fn user_revoked_since(&self, user: &str, created: u64, now: u64) -> Result<bool> {
-        Ok(self
-            .inner
-            .backend
-            .revoked_at(&revocation::user(user), now)?
-            .is_some_and(|at| created <= at))
-    }
-
-    /// After an id change: whether a log out everywhere of `user` covers
-    /// the session, given the user's revocation as read before the change.
-    /// It does if one was recorded during the change (whatever the clocks
-    /// say), or one is later than the session's creation. A revocation in
-    /// the very millisecond the session was created, and already there
-    /// before the change, does not: it came first (a login right after a
-    /// log out everywhere).
-    fn revoked_meanwhile(&self, user: &str, before: Option<u64>, created: u64) -> Result<bool> {
-        Ok(match self.user_revoked_at(user)? {
-            Some(at) => Some(at) != before || at > created,
-            None => false,
-        })
-    }
-
     /// The update lock stripe of `id`.
     fn stripe(&self, id: &SessionId) -> MutexGuard<'_, ()> {
         let stripe = usize::from(id.as_bytes()[0]) % UPDATE_STRIPES;
         // The guard protects no data; a panic in another holder leaves
         // nothing to repair.
-        self.inner.update_locks[stripe]
+        self.shared.update_locks[stripe]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
@@ -816,13 +624,13 @@ impl Engine {
     /// logged-out cookie must not work again after a crash), also when
     /// another write (a sweep, another logout) had already deleted it.
     pub fn destroy_id(&self, id: &SessionId) -> Result<bool> {
-        self.inner.poison.check()?;
-        self.revoke_session(id, self.inner.now())?;
-        let existed = self.inner.backend.delete(id)?;
+        self.shared.poison.check()?;
+        self.revoke_session(id, self.shared.now())?;
+        let existed = self.shared.backend.delete(id)?;
         // Whether or not it was there: the revocation must be durable, and
         // so must a delete by someone else (the sweeper, a log out
         // everywhere still walking) that made it absent.
-        self.inner.after_write(Wait::Always)?;
+        self.shared.after_write(Wait::Always)?;
         Ok(existed)
     }
 
@@ -860,7 +668,7 @@ impl Engine {
         let mut cursor: Option<Vec<u8>> = None;
         loop {
             let page = self
-                .inner
+                .shared
                 .backend
                 .user_sessions(user, cursor.as_deref(), USER_PAGE)?;
             for id in page.ids {
@@ -879,8 +687,8 @@ impl Engine {
     /// whatever the index holds.
     pub fn sessions_of(&self, user: &str) -> Result<Vec<SessionInfo>> {
         check_user(user)?;
-        let now = self.inner.now();
-        let cap = self.inner.s.max_sessions_per_user;
+        let now = self.shared.now();
+        let cap = self.shared.settings.max_sessions_per_user;
         let mut newest: BTreeMap<(u64, SessionId), SessionInfo> = BTreeMap::new();
         self.each_of_user(user, |id| {
             let Some(s) = self.read(&id, now)? else {
@@ -911,7 +719,7 @@ impl Engine {
     /// (cheap, no records read); only a user over the limit pays for reading
     /// the records, a page at a time, keeping the newest in a bounded set.
     fn trim_user(&self, user: &str, keep: &SessionId, now: u64) -> Result<()> {
-        let cap = self.inner.s.max_sessions_per_user;
+        let cap = self.shared.settings.max_sessions_per_user;
         let mut count = 0usize;
         self.each_of_user(user, |_| {
             count += 1;
@@ -945,14 +753,14 @@ impl Engine {
             if evict.len() >= USER_PAGE {
                 for id in evict.drain(..) {
                     self.revoke_session(&id, now)?;
-                    self.inner.backend.delete(&id)?;
+                    self.shared.backend.delete(&id)?;
                 }
             }
             Ok(())
         })?;
         for id in evict {
             self.revoke_session(&id, now)?;
-            self.inner.backend.delete(&id)?;
+            self.shared.backend.delete(&id)?;
         }
         Ok(())
     }
@@ -963,14 +771,14 @@ impl Engine {
     /// either durability mode.
     pub fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<usize> {
         check_user(user)?;
-        self.inner.poison.check()?;
+        self.shared.poison.check()?;
         // First the revocation, then the deletions: an import racing this
         // call either meets the revocation or is deleted by the walk.
-        let now = self.inner.now();
-        let until = now.saturating_add(self.inner.horizon_ms);
-        self.inner
+        let now = self.shared.now();
+        let until = now.saturating_add(self.shared.horizon_ms);
+        self.shared
             .backend
-            .revoke(&revocation::user(user), now, until)?;
+            .revoke(&revocation::user_key(user), now, until)?;
         let mut n = 0;
         self.each_of_user(user, |id| {
             if Some(&id) == keep {
@@ -979,21 +787,25 @@ impl Engine {
             // Each id too, so no clock has to agree with this one's for an
             // old export of it to stay out.
             self.revoke_session(&id, now)?;
-            if self.inner.backend.delete(&id)? {
+            if self.shared.backend.delete(&id)? {
                 n += 1;
             }
             Ok(())
         })?;
-        self.inner.after_write(Wait::Always)?;
+        self.shared.after_write(Wait::Always)?;
         Ok(n)
     }
 
     /// The `Set-Cookie` value that hands this session to the browser.
     pub fn set_cookie(&self, session: &Session) -> String {
-        let token = self.inner.s.ring.sign(Purpose::Session, &session.id);
-        let left = session.expires_at().saturating_sub(self.inner.now());
-        self.inner
-            .s
+        let token = self
+            .shared
+            .settings
+            .ring
+            .sign(Purpose::Session, &session.id);
+        let left = session.expires_at().saturating_sub(self.shared.now());
+        self.shared
+            .settings
             .cookie
             .set_cookie(&token, std::time::Duration::from_millis(left))
     }
@@ -1004,188 +816,26 @@ impl Engine {
     /// and can never be used as a session cookie. Fails only if the OS
     /// random number generator does.
     pub fn csrf_token(&self, id: &SessionId) -> Result<String> {
-        self.inner.s.ring.csrf_token(id)
+        self.shared.settings.ring.csrf_token(id)
     }
 
     /// `true` if `token` is a CSRF token of this session id under a key in
     /// the ring. The tag comparison is constant-time.
     pub fn verify_csrf(&self, id: &SessionId, token: &[u8]) -> bool {
-        self.inner.s.ring.verify_csrf(id, token)
+        self.shared.settings.ring.verify_csrf(id, token)
     }
 
     /// The `Set-Cookie` value that removes the session cookie.
     pub fn removal_cookie(&self) -> String {
-        self.inner.s.cookie.removal()
-    }
-
-    /// Counts for operators. Walks the index trees: seconds on a store of
-    /// millions, so not for every request.
-    pub fn stats(&self) -> Result<Stats> {
-        let b = self.inner.backend.stats(self.inner.now())?;
-        Ok(Stats {
-            live_sessions: b.live_sessions,
-            users: b.users,
-            expired_pending: b.expired_pending,
-            bytes_on_disk: b.bytes_on_disk,
-            swept: self.inner.swept.load(Ordering::Relaxed),
-            sweep_passes: self.inner.sweep_passes.load(Ordering::Relaxed),
-            sweep_errors: self.inner.sweep_errors.load(Ordering::Relaxed),
-        })
-    }
-
-    /// Every broken invariant of the store (empty when sound).
-    pub fn check(&self) -> Result<Vec<Violation>> {
-        self.inner.backend.check()
-    }
-
-    /// Mends every violation [`check`](Self::check) finds: index entries
-    /// are made to agree with the `sessions` tree (the source of truth), and
-    /// records that do not decode are moved to quarantine. Each fix is its
-    /// own small atomic step that re-checks its violation first, so repair
-    /// is safe while the engine serves requests. Moving a record to
-    /// quarantine orphans its index entries, so it runs check and fix until
-    /// nothing changes (at most four rounds).
-    pub fn repair(&self) -> Result<RepairReport> {
-        self.inner.poison.check()?;
-        let mut report = RepairReport::default();
-        for _ in 0..4 {
-            let found = self.check()?;
-            let mut changed = false;
-            for v in found {
-                if self.inner.backend.fix(&v)? {
-                    report.fixed.push(v);
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
-        self.flush()?;
-        report.remaining = self.check()?;
-        report.quarantined = self.inner.backend.quarantined()?;
-        Ok(report)
-    }
-
-    /// One page of every stored record (live, expired awaiting the sweep, or
-    /// corrupt), in id order after `after`, each decoded or with the error
-    /// that names it. Page with the last id until a page comes back empty.
-    pub fn records(
-        &self,
-        after: Option<&SessionId>,
-        limit: usize,
-    ) -> Result<Vec<(SessionId, Result<SessionRecord>)>> {
-        Ok(self
-            .inner
-            .backend
-            .scan(after, limit)?
-            .into_iter()
-            .map(|(id, bytes)| (id, to_record(id, &bytes)))
-            .collect())
-    }
-
-    /// The stored record of a live session.
-    pub fn record(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
-        let now = self.inner.now();
-        match self.inner.backend.get(id, now)? {
-            Some(bytes) => {
-                let r = to_record(*id, &bytes)?;
-                Ok((r.expires_at > now).then_some(r))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Stores a record exported from another store (id, user, times,
-    /// values; version restarts at 1). Never overwrites: an id that is
-    /// already stored is left alone.
-    ///
-    /// What an export cannot do here:
-    /// - **forge a longer life**: the absolute deadline is cut to created +
-    ///   this engine's absolute timeout, and the idle timeout to this
-    ///   engine's; a record whose last-seen time is before its creation, or
-    ///   whose times lie in the future (past a minute of clock skew), is
-    ///   refused with [`Error::InvalidRecord`]; the size limit and user
-    ///   rules of this engine apply;
-    /// - **resurrect a revoked session**: a session logged out, revoked, or
-    ///   replaced by a login in this store, or one of a user logged out
-    ///   everywhere after it was created, is [`Imported::Revoked`]. Each
-    ///   revocation is kept for one absolute timeout (past it, the record
-    ///   is expired anyway), and the sweeper forgets it after.
-    pub fn import(&self, r: &SessionRecord) -> Result<Imported> {
-        let inner = &self.inner;
-        let now = inner.now();
-        if let Some(u) = r.user.as_deref() {
-            check_user(u)?;
-        }
-        let refuse = |reason| Error::InvalidRecord {
-            id_hint: r.id.hint(),
-            reason,
-        };
-        if r.last_seen < r.created_at {
-            return Err(refuse("last seen before it was created"));
-        }
-        if r.last_seen > now.saturating_add(IMPORT_CLOCK_SKEW_MS) {
-            return Err(refuse("last seen in the future"));
-        }
-        let body = Body {
-            created_ms: r.created_at,
-            last_seen_ms: r.last_seen,
-            absolute_deadline_ms: r
-                .absolute_deadline
-                .min(r.created_at.saturating_add(inner.s.absolute_ms)),
-            idle_timeout_ms: r.idle_timeout_ms.min(inner.s.idle_ms),
-            data: r.data.clone(),
-        };
-        if body.expires_at() <= now {
-            return Ok(Imported::Expired);
-        }
-        if self.is_revoked(r, now)? {
-            return Ok(Imported::Revoked);
-        }
-        inner.poison.check()?;
-        let value = inner.encode(1, r.user.as_deref(), &body)?;
-        match inner.backend.put(&r.id, None, &value, now)? {
-            Outcome::Written => {}
-            Outcome::Conflict | Outcome::Missing => return Ok(Imported::Exists),
-        }
-        // A revocation that came in between (log out everywhere walking the
-        // user's index before this write landed) wins.
-        if self.is_revoked(r, now)? {
-            inner.backend.delete(&r.id)?;
-            inner.after_write(Wait::Always)?;
-            return Ok(Imported::Revoked);
-        }
-        inner.after_write(Wait::AsConfigured)?;
-        Ok(Imported::Written)
-    }
-
-    /// Whether a revocation recorded here covers this record.
-    fn is_revoked(&self, r: &SessionRecord, now: u64) -> Result<bool> {
-        let backend = &self.inner.backend;
-        if backend
-            .revoked_at(&revocation::session(&r.id), now)?
-            .is_some()
-        {
-            return Ok(true);
-        }
-        Ok(match r.user.as_deref() {
-            Some(user) => self.user_revoked_since(user, r.created_at, now)?,
-            None => false,
-        })
-    }
-
-    /// Runs one sweeper pass now; returns how many sessions it deleted.
-    pub fn sweep_now(&self) -> Result<u64> {
-        crate::sweeper::pass(&self.inner)
+        self.shared.settings.cookie.removal()
     }
 
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<()> {
-        let (seq, _) = self.inner.commit.note_write();
-        self.inner
+        let (seq, _) = self.shared.commit.note_write();
+        self.shared
             .commit
-            .wait_durable(seq, || self.inner.backend.flush())
+            .wait_durable(seq, || self.shared.backend.flush())
     }
 
     /// Stops the sweeper, flushes, and closes the store, marking it closed
@@ -1198,14 +848,14 @@ impl Engine {
 
     fn close_once(&self) -> Result<()> {
         self.stop_sweeper();
-        if self.inner.closed.swap(true, Ordering::SeqCst) {
+        if self.shared.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        self.inner.poison.check()?;
-        self.inner
+        self.shared.poison.check()?;
+        self.shared
             .backend
             .close()
-            .map_err(|e| self.inner.poison.set(e))
+            .map_err(|e| self.shared.poison.set(e))
     }
 
     fn stop_sweeper(&self) {

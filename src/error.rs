@@ -203,6 +203,14 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The backend does not offer what was asked (a custom backend without
+    /// [`Maintenance`](crate::Maintenance)).
+    #[error("the backend does not support {what}")]
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+    },
+
     /// The engine was closed.
     #[error("the engine is closed")]
     Closed,

@@ -176,7 +176,7 @@ pub mod web;
 pub use backend::memory::MemoryBackend;
 #[cfg(feature = "redis")]
 pub use backend::redis::{RedisBackend, RedisOptions};
-pub use backend::{Backend, BackendStats, Outcome, UserPage, Violation};
+pub use backend::{Backend, BackendStats, Maintenance, Outcome, Stored, UserPage, Violation};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Durability};
 pub use cookie::{
@@ -187,9 +187,21 @@ pub use engine::{
     Admin, Engine, Imported, Recovery, RepairReport, SessionInfo, SessionRecord, Stats,
 };
 pub use error::{BoxError, Error, Result};
-pub use record::{FORMAT_VERSION, FormatError, Meta as RecordMeta};
+pub use record::{FORMAT_VERSION, FormatError};
 pub use session::Session;
 pub use token::{Key, KeyRing, Purpose, SessionId, TOKEN_VERSION, Token};
+
+/// Not API: what the fuzz targets (`fuzz/`) need of the crate's insides.
+/// It may change in any release.
+#[doc(hidden)]
+pub mod __fuzz {
+    use crate::{FormatError, Stored};
+
+    /// Reads a record as the stores frame it (header, then body).
+    pub fn parse_record(bytes: &[u8]) -> Result<Stored, FormatError> {
+        Stored::parse(bytes)
+    }
+}
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use serde::de::DeserializeOwned;
 
 use super::{Engine, Wait, check_user, revocation};
-use crate::backend::{Outcome, Violation};
+use crate::backend::{Maintenance, Outcome, Stored, Violation};
 use crate::error::{Error, Result};
 use crate::record::{self, Body};
 use crate::session::decode_named;
@@ -127,18 +127,18 @@ pub enum Imported {
 /// (another machine's clock): more is refused as impossible.
 const IMPORT_CLOCK_SKEW_MS: u64 = 60_000;
 
-fn to_record(id: SessionId, bytes: &[u8]) -> Result<SessionRecord> {
-    let (meta, body) = record::decode(bytes).map_err(|e| Error::Corrupt {
+fn to_record(id: SessionId, stored: Stored) -> Result<SessionRecord> {
+    let body = record::decode_body(&stored.body).map_err(|e| Error::Corrupt {
         id_hint: id.hint(),
         source: e,
     })?;
     Ok(SessionRecord {
         id,
-        version: meta.version,
-        user: meta.user.map(str::to_owned),
+        version: stored.version,
+        user: stored.user,
         created_at: body.created_ms,
         last_seen: body.last_seen_ms,
-        expires_at: meta.expires_at,
+        expires_at: stored.expires_at,
         absolute_deadline: body.absolute_deadline_ms,
         idle_timeout_ms: body.idle_timeout_ms,
         data: body.data,
@@ -156,39 +156,34 @@ impl<'e> Admin<'e> {
         Self { engine }
     }
 
+    /// The store's maintenance side, or `Unsupported` naming `what`.
+    fn store(&self, what: &'static str) -> Result<&'e dyn Maintenance> {
+        self.engine
+            .shared
+            .backend
+            .maintenance()
+            .ok_or(Error::Unsupported { what })
+    }
+
     /// Counts for operators. Walks the index trees: seconds on a store of
     /// millions, so not for every request.
     pub fn stats(&self) -> Result<Stats> {
-        let b = self.engine.shared.backend.stats(self.engine.shared.now())?;
+        let b = self.store("statistics")?.stats(self.engine.shared.now())?;
+        let counters = &self.engine.shared.sweep_counters;
         Ok(Stats {
             live_sessions: b.live_sessions,
             users: b.users,
             expired_pending: b.expired_pending,
             bytes_on_disk: b.bytes_on_disk,
-            swept: self
-                .engine
-                .shared
-                .sweep_counters
-                .swept
-                .load(Ordering::Relaxed),
-            sweep_passes: self
-                .engine
-                .shared
-                .sweep_counters
-                .passes
-                .load(Ordering::Relaxed),
-            sweep_errors: self
-                .engine
-                .shared
-                .sweep_counters
-                .errors
-                .load(Ordering::Relaxed),
+            swept: counters.swept.load(Ordering::Relaxed),
+            sweep_passes: counters.passes.load(Ordering::Relaxed),
+            sweep_errors: counters.errors.load(Ordering::Relaxed),
         })
     }
 
     /// Every broken invariant of the store (empty when sound).
     pub fn check(&self) -> Result<Vec<Violation>> {
-        self.engine.shared.backend.check()
+        self.store("check")?.check()
     }
 
     /// Mends every violation [`check`](Self::check) finds: index entries
@@ -200,12 +195,13 @@ impl<'e> Admin<'e> {
     /// nothing changes (at most four rounds).
     pub fn repair(&self) -> Result<RepairReport> {
         self.engine.shared.poison.check()?;
+        let store = self.store("repair")?;
         let mut report = RepairReport::default();
         for _ in 0..4 {
             let found = self.check()?;
             let mut changed = false;
             for v in found {
-                if self.engine.shared.backend.fix(&v)? {
+                if store.fix(&v)? {
                     report.fixed.push(v);
                     changed = true;
                 }
@@ -216,7 +212,7 @@ impl<'e> Admin<'e> {
         }
         self.engine.flush()?;
         report.remaining = self.check()?;
-        report.quarantined = self.engine.shared.backend.quarantined()?;
+        report.quarantined = store.quarantined()?;
         Ok(report)
     }
 
@@ -229,12 +225,18 @@ impl<'e> Admin<'e> {
         limit: usize,
     ) -> Result<Vec<(SessionId, Result<SessionRecord>)>> {
         Ok(self
-            .engine
-            .shared
-            .backend
+            .store("listing")?
             .scan(after, limit)?
             .into_iter()
-            .map(|(id, bytes)| (id, to_record(id, &bytes)))
+            .map(|(id, stored)| {
+                let record = stored
+                    .map_err(|source| Error::Corrupt {
+                        id_hint: id.hint(),
+                        source,
+                    })
+                    .and_then(|stored| to_record(id, stored));
+                (id, record)
+            })
             .collect())
     }
 
@@ -242,8 +244,8 @@ impl<'e> Admin<'e> {
     pub fn record(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
         let now = self.engine.shared.now();
         match self.engine.shared.backend.get(id, now)? {
-            Some(bytes) => {
-                let r = to_record(*id, &bytes)?;
+            Some(stored) => {
+                let r = to_record(*id, stored)?;
                 Ok((r.expires_at > now).then_some(r))
             }
             None => Ok(None),

@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::backend::memory::MemoryBackend;
 use crate::backend::sled::{SledBackend, SledOptions};
-use crate::backend::{Backend, Outcome};
+use crate::backend::{Backend, Outcome, Stored};
 use crate::commit::GroupCommit;
 use crate::config::{Config, Durability, Settings};
 use crate::cookie::{CookieConfig, Lookup};
@@ -128,16 +128,24 @@ impl Shared {
         )
     }
 
-    fn encode(&self, version: u64, user: Option<&str>, body: &Body) -> Result<Vec<u8>> {
-        let bytes =
-            record::encode(version, user, body).map_err(|e| Error::EncodeRecord(Box::new(e)))?;
-        if bytes.len() > self.settings.max_session_bytes {
+    /// What the backend stores of a session: `body` encoded, its version,
+    /// expiry and user handed over beside it. Fails past the size limit
+    /// (the whole stored record counts).
+    fn encode(&self, version: u64, user: Option<&str>, body: &Body) -> Result<Stored> {
+        let bytes = record::encode_body(body).map_err(|e| Error::EncodeRecord(Box::new(e)))?;
+        let size = record::framed_len(user.map_or(0, str::len), bytes.len());
+        if size > self.settings.max_session_bytes {
             return Err(Error::TooLarge {
-                size: bytes.len(),
+                size,
                 limit: self.settings.max_session_bytes,
             });
         }
-        Ok(bytes)
+        Ok(Stored::new(
+            version,
+            body.expires_at(),
+            user.map(str::to_owned),
+            bytes,
+        ))
     }
 }
 
@@ -357,20 +365,20 @@ impl Engine {
 
     /// The stored copy of a live session, as it is: no touch.
     fn read(&self, id: &SessionId, now: u64) -> Result<Option<Session>> {
-        let Some(bytes) = self.shared.backend.get(id, now)? else {
+        let Some(stored) = self.shared.backend.get(id, now)? else {
             return Ok(None);
         };
-        let (meta, body) = record::decode(&bytes).map_err(|e| Error::Corrupt {
+        if stored.expires_at <= now {
+            return Ok(None);
+        }
+        let body = record::decode_body(&stored.body).map_err(|e| Error::Corrupt {
             id_hint: id.hint(),
             source: e,
         })?;
-        if meta.expires_at <= now {
-            return Ok(None);
-        }
         Ok(Some(Session {
             id: *id,
-            version: Some(meta.version),
-            user: meta.user.map(str::to_owned),
+            version: Some(stored.version),
+            user: stored.user,
             body,
             pending: BTreeMap::new(),
             changed: false,

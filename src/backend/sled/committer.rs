@@ -39,8 +39,8 @@ use std::thread::JoinHandle;
 
 use sled::transaction::UnabortableTransactionError;
 
-use super::super::Outcome;
 use super::super::ops::{self, Tree, Trees};
+use super::super::{Outcome, Stored};
 use super::cache::{Cached, RecordCache};
 use super::storage;
 use super::txn::{TxError, Txn, WriteTrees};
@@ -61,14 +61,14 @@ pub(super) enum WriteOp {
     Put {
         id: SessionId,
         expected: Option<u64>,
-        value: Vec<u8>,
+        record: Framed,
         now_ms: u64,
     },
     Rename {
         old: SessionId,
         expected: u64,
         new: SessionId,
-        value: Vec<u8>,
+        record: Framed,
         now_ms: u64,
     },
     Delete {
@@ -78,6 +78,33 @@ pub(super) enum WriteOp {
         id: SessionId,
         now_ms: u64,
     },
+}
+
+/// A session to write: the fields the trees index, as its writer handed
+/// them over, and the bytes the `sessions` tree stores.
+#[derive(Debug)]
+pub(super) struct Framed {
+    expires_at: u64,
+    user: Option<String>,
+    bytes: Vec<u8>,
+}
+
+impl Framed {
+    pub fn of(session: &Stored) -> Result<Self> {
+        Ok(Self {
+            expires_at: session.expires_at,
+            user: session.user.clone(),
+            bytes: session.frame()?,
+        })
+    }
+
+    fn as_new(&self) -> ops::NewRecord<'_> {
+        ops::NewRecord {
+            expires_at: self.expires_at,
+            user: self.user.as_deref(),
+            bytes: &self.bytes,
+        }
+    }
 }
 
 /// A write decided and queued.
@@ -391,16 +418,16 @@ fn run_op<T: Trees>(t: &T, op: &WriteOp) -> std::result::Result<Outcome, T::Erro
         WriteOp::Put {
             id,
             expected,
-            value,
+            record,
             now_ms,
-        } => ops::put(t, id, *expected, value, *now_ms),
+        } => ops::put(t, id, *expected, &record.as_new(), *now_ms),
         WriteOp::Rename {
             old,
             expected,
             new,
-            value,
+            record,
             now_ms,
-        } => ops::rename(t, old, *expected, new, value, *now_ms),
+        } => ops::rename(t, old, *expected, new, &record.as_new(), *now_ms),
         WriteOp::Delete { id } => ops::delete(t, id).map(deleted),
         WriteOp::DeleteIfExpired { id, now_ms } => {
             ops::delete_if_expired(t, id, *now_ms).map(deleted)

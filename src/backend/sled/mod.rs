@@ -50,12 +50,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::ops;
-use super::{Backend, BackendStats, Outcome, UserPage, Violation, keys};
+use super::{Backend, BackendStats, Maintenance, Outcome, Stored, UserPage, Violation, keys};
 use crate::error::{Error, Result};
 use crate::poison::Poison;
-use crate::record::Meta;
+use crate::record::FormatError;
 use crate::token::SessionId;
-use committer::{Committer, WriteOp};
+use committer::{Committer, Framed, WriteOp};
 use store_dir::StoreDir;
 use txn::{TxError, WriteTrees};
 
@@ -188,26 +188,26 @@ fn open_sled(dir: &Path, opts: SledOptions) -> Result<sled::Db> {
 }
 
 impl Backend for SledBackend {
-    fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Vec<u8>>> {
+    fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Stored>> {
         let Some(value) = self.committer.load(id)? else {
             return Ok(None);
         };
-        let (meta, _) = Meta::parse(&value).map_err(|e| ops::corrupt(id, e))?;
-        Ok((meta.expires_at > now_ms).then_some(value))
+        let stored = Stored::unframe(id, &value)?;
+        Ok((stored.expires_at > now_ms).then_some(stored))
     }
 
     fn put(
         &self,
         id: &SessionId,
         expected: Option<u64>,
-        value: &[u8],
-        now: u64,
+        session: &Stored,
+        now_ms: u64,
     ) -> Result<Outcome> {
         self.submit_one(WriteOp::Put {
             id: *id,
             expected,
-            value: value.to_vec(),
-            now_ms: now,
+            record: Framed::of(session)?,
+            now_ms,
         })
     }
 
@@ -216,14 +216,14 @@ impl Backend for SledBackend {
         old: &SessionId,
         expected: u64,
         new: &SessionId,
-        value: &[u8],
+        session: &Stored,
         now_ms: u64,
     ) -> Result<Outcome> {
         self.submit_one(WriteOp::Rename {
             old: *old,
             expected,
             new: *new,
-            value: value.to_vec(),
+            record: Framed::of(session)?,
             now_ms,
         })
     }
@@ -244,10 +244,6 @@ impl Backend for SledBackend {
             }
         }
         Ok(out)
-    }
-
-    fn delete_if_expired(&self, id: &SessionId, now_ms: u64) -> Result<bool> {
-        Ok(self.submit_one(WriteOp::DeleteIfExpired { id: *id, now_ms })? == Outcome::Written)
     }
 
     fn delete_expired(&self, ids: &[SessionId], now_ms: u64) -> Result<u64> {
@@ -293,32 +289,6 @@ impl Backend for SledBackend {
             _ => None,
         };
         Ok(UserPage::new(ids, next))
-    }
-
-    fn scan(&self, after: Option<&SessionId>, limit: usize) -> Result<Vec<(SessionId, Vec<u8>)>> {
-        use std::ops::Bound;
-        self.committer.drain()?;
-        let start = match after {
-            Some(id) => Bound::Excluded(id.as_bytes().to_vec()),
-            None => Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        for item in self
-            .trees
-            .sessions
-            .range::<Vec<u8>, _>((start, Bound::Unbounded))
-        {
-            let (key, value) = item.map_err(storage)?;
-            // Keys are 32-byte ids; anything else is not a session (check()
-            // reports it).
-            if let Ok(bytes) = <[u8; SessionId::LEN]>::try_from(&key[..]) {
-                out.push((SessionId::from_bytes(bytes), value.to_vec()));
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
     }
 
     fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()> {
@@ -388,6 +358,53 @@ impl Backend for SledBackend {
         synced.map_err(|e| self.poison.set(e))
     }
 
+    /// Runs once: later calls do nothing. Writes `CLEAN` only after a
+    /// flush that succeeded with no failure before it.
+    fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.flush()?;
+        self.poison.check()?;
+        self.dir.mark_clean().map_err(|e| self.poison.set(e))
+    }
+
+    fn maintenance(&self) -> Option<&dyn Maintenance> {
+        Some(self)
+    }
+}
+
+impl Maintenance for SledBackend {
+    fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, std::result::Result<Stored, FormatError>)>> {
+        use std::ops::Bound;
+        self.committer.drain()?;
+        let start = match after {
+            Some(id) => Bound::Excluded(id.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for item in self
+            .trees
+            .sessions
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+        {
+            let (key, value) = item.map_err(storage)?;
+            // Keys are 32-byte ids; anything else is not a session (check()
+            // reports it).
+            if let Ok(bytes) = <[u8; SessionId::LEN]>::try_from(&key[..]) {
+                out.push((SessionId::from_bytes(bytes), Stored::parse(&value)));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn stats(&self, now_ms: u64) -> Result<BackendStats> {
         self.committer.drain()?;
         let end = keys::expiry(now_ms, &SessionId::from_bytes([0xff; 32]));
@@ -410,31 +427,6 @@ impl Backend for SledBackend {
         })
     }
 
-    fn fix(&self, violation: &Violation) -> Result<bool> {
-        self.committer.drain()?;
-        // This changes the trees behind the cache's back: forget what it
-        // read, and any read in flight.
-        self.committer.forget_reads();
-        self.trees
-            .transaction(|txn| TxError::split(ops::fix(txn, violation)))?
-    }
-
-    fn quarantined(&self) -> Result<u64> {
-        self.committer.drain()?;
-        Ok(self.trees.quarantine.len() as u64)
-    }
-
-    /// Runs once: later calls do nothing. Writes `CLEAN` only after a
-    /// flush that succeeded with no failure before it.
-    fn close(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::SeqCst) {
-            return Ok(());
-        }
-        self.flush()?;
-        self.poison.check()?;
-        self.dir.mark_clean().map_err(|e| self.poison.set(e))
-    }
-
     fn check(&self) -> Result<Vec<Violation>> {
         self.committer.drain()?;
         // Streams: one walk per tree, point lookups for the links, so the
@@ -455,6 +447,20 @@ impl Backend for SledBackend {
             keys_of(&self.trees.users),
             self,
         )
+    }
+
+    fn fix(&self, violation: &Violation) -> Result<bool> {
+        self.committer.drain()?;
+        // This changes the trees behind the cache's back: forget what it
+        // read, and any read in flight.
+        self.committer.forget_reads();
+        self.trees
+            .transaction(|txn| TxError::split(ops::fix(txn, violation)))?
+    }
+
+    fn quarantined(&self) -> Result<u64> {
+        self.committer.drain()?;
+        Ok(self.trees.quarantine.len() as u64)
     }
 }
 
@@ -489,14 +495,15 @@ impl Drop for SledBackend {
 mod tests {
     use super::*;
 
-    fn record(version: u64) -> Vec<u8> {
+    fn record(version: u64) -> Stored {
         let body = crate::record::Body {
             last_seen_ms: 1_000,
             absolute_deadline_ms: u64::MAX,
             idle_timeout_ms: 1_000_000,
             ..crate::record::Body::default()
         };
-        crate::record::encode(version, None, &body).expect("encode")
+        let body = crate::record::encode_body(&body).expect("encode");
+        Stored::new(version, 1_000_000, None, body)
     }
 
     fn opts() -> SledOptions {

@@ -138,7 +138,9 @@
 //! fails with [`Error::Conflict`] instead of silently overwriting the first.
 //! [`Engine::update`] loads, applies a closure and saves, retrying on
 //! conflict, so no update is lost; updates of one session within a process
-//! take turns. A save of a session that was destroyed (or expired) in the
+//! take turns. [`Engine::save_merging`] is the policy the axum layer applies
+//! to whole requests: a conflicting save lays its changed values over the
+//! newer copy instead of failing. A save of a session that was destroyed (or expired) in the
 //! meantime fails with [`Error::Gone`]: logout is never undone by a late
 //! request.
 //!

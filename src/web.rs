@@ -35,14 +35,14 @@
 //!   handler can answer with their outcome.
 //!
 //! # Two requests changing one session at once
-//! Each request works on its own copy. When the layer's save at the end of
-//! a request finds that another request stored the session in between
-//! ([`Error::Conflict`]), it loads the newer copy, applies this request's
-//! changes to it key by key (the values it set, the values it removed), and
-//! saves again. A merge never changes who a session belongs to: only
-//! [`SessionHandle::login`] (a new id) and logging out do. Both requests' writes survive; where
-//! both set the same key, the request that finished last wins. A
-//! read-modify-write of one value (a counter) must use
+//! Each request works on its own copy, and the layer stores it at the end
+//! with [`Engine::save_merging`]: when another request stored the session
+//! in between, the engine lays this request's changes over the newer copy
+//! key by key (the values it set, the values it removed) and saves again.
+//! A merge never changes who a session belongs to: only
+//! [`SessionHandle::login`] (a new id) and logging out do. Both requests'
+//! writes survive; where both set the same key, the request that finished
+//! last wins. A read-modify-write of one value (a counter) must use
 //! [`SessionHandle::update`], which the engine retries on conflict, so N
 //! concurrent increments end at N. If the session was destroyed in between
 //! (a logout elsewhere), this request's changes are dropped rather than
@@ -265,7 +265,7 @@ where
     let mut response = inner.call(req).await.map_err(Failure::Inner)?;
 
     let taken = lock(&state).take_for_finish();
-    let cookie = finish(&engine, taken, had_cookie.is_some()).await?;
+    let cookie = finish(&engine, taken, had_cookie.as_ref()).await?;
     if let Some(c) = cookie {
         match HeaderValue::from_str(&c) {
             Ok(v) => {
@@ -392,6 +392,9 @@ struct State {
     current: Option<Session>,
     /// Logged out (or out everywhere) during this request.
     destroyed: bool,
+    /// Bumped by every change the handle makes, so an `update` can tell
+    /// whether the copy changed while it ran.
+    changes: u64,
 }
 
 impl State {
@@ -399,6 +402,7 @@ impl State {
         Self {
             current: loaded,
             destroyed: false,
+            changes: 0,
         }
     }
 
@@ -422,45 +426,35 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 /// Stores the request's changes; returns the `Set-Cookie` value to send.
-async fn finish(engine: &Arc<Engine>, f: Finish, had_cookie: bool) -> Result<Option<String>> {
+/// `cookie_id` is the id the request's cookie named.
+async fn finish(
+    engine: &Arc<Engine>,
+    f: Finish,
+    cookie_id: Option<&SessionId>,
+) -> Result<Option<String>> {
     if f.destroyed {
         return Ok(Some(engine.removal_cookie()));
     }
     let Some(mut current) = f.current else {
         // A cookie that named no live session: clear it.
-        return Ok(had_cookie.then(|| engine.removal_cookie()));
+        return Ok(cookie_id.map(|_| engine.removal_cookie()));
     };
     let e = engine.clone();
-    let saved = blocking(move || match e.save(&mut current) {
+    let saved = blocking(move || match e.save_merging(&mut current) {
         Ok(()) => Ok(Some(current)),
-        Err(Error::Conflict { .. }) => merge_and_save(&e, &current),
         Err(Error::Gone { .. }) => Ok(None),
         Err(other) => Err(other),
     })
     .await?;
     Ok(match saved {
         None => Some(engine.removal_cookie()),
+        // Still empty, so never stored: nothing for the browser to hold.
         Some(s) if s.is_new() => None,
-        Some(s) if s.needs_cookie() || s.was_touched() => Some(engine.set_cookie(&s)),
+        // A new id (made, or logged in, during the request), or a touch that
+        // renews a persistent cookie's lifetime.
+        Some(s) if cookie_id != Some(s.id()) || s.was_touched() => Some(engine.set_cookie(&s)),
         Some(_) => None,
     })
-}
-
-/// Applies this request's unsaved value changes to the stored copy, through
-/// the engine's retrying update. Values only: a merge never changes who the
-/// stored session belongs to. `Ok(None)` if it is gone.
-fn merge_and_save(engine: &Engine, mine: &Session) -> Result<Option<Session>> {
-    let id = *mine.id();
-    if engine.update(&id, |s| mine.replay_pending(s))?.is_none() {
-        return Ok(None);
-    }
-    let mut fresh = engine.load_id(&id)?;
-    if let Some(s) = fresh.as_mut()
-        && mine.needs_cookie()
-    {
-        s.mark_renewed();
-    }
-    Ok(fresh)
 }
 
 /// The request's session, as a handler sees it.
@@ -498,6 +492,13 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionHandle {
 impl SessionHandle {
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// The state, to change it.
+    fn change(&self) -> MutexGuard<'_, State> {
+        let mut st = lock(&self.state);
+        st.changes += 1;
+        st
     }
 
     /// The engine behind the layer.
@@ -543,7 +544,7 @@ impl SessionHandle {
 
     /// Sets the value named `key`, making a session if there is none.
     pub fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
-        let mut st = self.state();
+        let mut st = self.change();
         if st.current.is_none() {
             st.current = Some(self.engine.create()?);
             st.destroyed = false;
@@ -556,12 +557,15 @@ impl SessionHandle {
 
     /// Removes the value named `key`; `true` if it was there.
     pub fn remove(&self, key: &str) -> bool {
-        self.state().current.as_mut().is_some_and(|s| s.remove(key))
+        self.change()
+            .current
+            .as_mut()
+            .is_some_and(|s| s.remove(key))
     }
 
     /// Reads and removes the value named `key` (a flash message).
     pub fn take<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        match self.state().current.as_mut() {
+        match self.change().current.as_mut() {
             Some(s) => s.take(key),
             None => Ok(None),
         }
@@ -586,7 +590,7 @@ impl SessionHandle {
         };
         let (e, user) = (self.engine.clone(), user.to_owned());
         let session = blocking(move || e.login(&mut session, &user).map(|()| session)).await?;
-        let mut st = self.state();
+        let mut st = self.change();
         st.current = Some(session);
         st.destroyed = false;
         Ok(())
@@ -596,7 +600,7 @@ impl SessionHandle {
     /// there was a stored session.
     pub async fn logout(&self) -> Result<bool> {
         let id = {
-            let mut st = self.state();
+            let mut st = self.change();
             st.destroyed = true;
             st.current.take().map(|s| *s.id())
         };
@@ -616,7 +620,7 @@ impl SessionHandle {
             return Ok(0);
         };
         {
-            let mut st = self.state();
+            let mut st = self.change();
             st.destroyed = true;
             st.current = None;
         }
@@ -636,42 +640,51 @@ impl SessionHandle {
     /// Reads, changes and stores the session at once, retried by the engine
     /// when another request changed it in between: the way to change one
     /// value from its old one (a counter). `f` may run more than once.
-    /// `Ok(None)` if there is no stored session. The request's own copy is
-    /// refreshed from the result, keeping its unsaved changes.
+    /// `Ok(None)` if there is no stored session.
+    ///
+    /// This request's unsaved changes are stored first (merged as at the end
+    /// of a request), so `f` sees them, and the request's copy is then the
+    /// one `f`'s run stored.
     pub async fn update<R, F>(&self, f: F) -> Result<Option<R>>
     where
         F: FnMut(&mut Session) -> R + Send + 'static,
         R: Send + 'static,
     {
-        let Some(id) = self
-            .state()
-            .current
-            .as_ref()
-            .filter(|s| !s.is_new())
-            .map(|s| *s.id())
-        else {
-            return Ok(None);
+        let (mut mine, seen) = {
+            let st = self.state();
+            match st.current.as_ref().filter(|s| !s.is_new()) {
+                Some(s) => (s.clone(), st.changes),
+                None => return Ok(None),
+            }
         };
         let e = self.engine.clone();
-        let (out, fresh) = blocking(move || {
-            let out = e.update(&id, f)?;
-            let fresh = match out {
-                Some(_) => e.load_id(&id)?,
-                None => None,
-            };
-            Ok((out, fresh))
+        let updated = blocking(move || {
+            match e.save_merging(&mut mine) {
+                Ok(()) => {}
+                Err(Error::Gone { .. }) => return Ok(None),
+                Err(other) => return Err(other),
+            }
+            e.update(mine.id(), f)
         })
         .await?;
         let mut st = self.state();
-        st.current = match (fresh, st.current.take()) {
-            // Keep this request's pending changes on top of the new copy.
-            (Some(mut fresh), Some(mine)) => {
-                mine.replay_pending(&mut fresh);
-                Some(fresh)
+        if st.changes != seen {
+            // The handle changed the copy while this ran (a concurrent
+            // future of the same request): keep that copy; the save at the
+            // end of the request merges it over what this stored.
+            return Ok(updated.map(|(_, out)| out));
+        }
+        st.changes += 1;
+        Ok(match updated {
+            Some((saved, out)) => {
+                st.current = Some(saved);
+                Some(out)
             }
-            (fresh, _) => fresh,
-        };
-        Ok(out)
+            None => {
+                st.current = None;
+                None
+            }
+        })
     }
 }
 

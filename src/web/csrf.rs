@@ -127,8 +127,10 @@ pub(super) fn forbidden() -> Response {
         .into_response()
 }
 
-/// Checks the request's CSRF token against the session; gives the request
-/// back (rebuilt, if its body had to be read for a form field).
+/// Checks the request's CSRF token against `id`, the session id its cookie
+/// names (no cookie, no pass); gives the request back (rebuilt, if its body
+/// had to be read for a form field). No storage: whether that session is
+/// still live is for the handler to find out.
 pub(super) async fn token_passes(
     engine: &Engine,
     id: Option<&SessionId>,

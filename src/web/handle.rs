@@ -1,7 +1,7 @@
-//! The session as a handler sees it: [`SessionHandle`], the extractor that
-//! hands it out, and the per-request state it shares with the layer.
+//! The session as a handler sees it: [`SessionHandle`], and the extractor
+//! that loads it.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use axum::extract::FromRequestParts;
 use http::request::Parts;
@@ -10,104 +10,64 @@ use serde::de::DeserializeOwned;
 
 use super::blocking;
 use super::error::WebError;
+use super::request::{RequestSession, State};
 use crate::engine::{Engine, SessionInfo};
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::token::SessionId;
 
-/// What a request did to its session.
-#[derive(Debug)]
-pub(super) struct State {
-    /// The handler's working copy; `None` until one exists. It knows its
-    /// own unsaved changes, which a merge after a conflict replays.
-    current: Option<Session>,
-    /// Logged out (or out everywhere) during this request.
-    destroyed: bool,
-    /// Bumped by every change the handle makes, so an `update` can tell
-    /// whether the copy changed while it ran.
-    changes: u64,
-}
-
-impl State {
-    pub(super) fn new(loaded: Option<Session>) -> Self {
-        Self {
-            current: loaded,
-            destroyed: false,
-            changes: 0,
-        }
-    }
-
-    pub(super) fn take_for_finish(&mut self) -> Finish {
-        Finish {
-            current: self.current.take(),
-            destroyed: self.destroyed,
-        }
-    }
-}
-
-/// What the layer stores after the handler.
-pub(super) struct Finish {
-    pub(super) current: Option<Session>,
-    pub(super) destroyed: bool,
-}
-
-pub(super) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    // A handler that panicked mid-change leaves a copy that is merely
-    // unsaved-in-part; the layer still decides from what is there.
-    state.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The request's session, as a handler sees it.
 ///
 /// Take it as a handler argument (the layer must be installed; otherwise
-/// the extractor answers 500 and logs why). Reads and writes of values
+/// the extractor answers 500 and logs why). Taking it is what loads the
+/// session: a handler that does not take one costs no storage read (see
+/// the [module docs](super#loading-is-lazy)). Reads and writes of values
 /// work on the request's copy and are stored by the layer when the handler
 /// returns; the `async` methods reach the store at once.
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
-    engine: Arc<Engine>,
-    state: Arc<Mutex<State>>,
+    request: Arc<RequestSession>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for SessionHandle {
     type Rejection = WebError;
 
+    /// Loads the request's session (on tokio's blocking pool), unless a
+    /// handle taken before did; a storage error is the rejection (a 500).
     async fn from_request_parts(
         parts: &mut Parts,
         _state: &S,
     ) -> std::result::Result<Self, Self::Rejection> {
-        parts
+        let request = parts
             .extensions
-            .get::<SessionHandle>()
+            .get::<Arc<RequestSession>>()
             .cloned()
             .ok_or_else(|| {
                 WebError(Error::InvalidConfig {
                     field: "layer",
                     reason: "SessionHandle used on a route without SessionLayer".into(),
                 })
-            })
+            })?;
+        request.load().await?;
+        Ok(Self { request })
     }
 }
 
 impl SessionHandle {
-    pub(super) fn new(engine: Arc<Engine>, state: Arc<Mutex<State>>) -> Self {
-        Self { engine, state }
-    }
-
     fn state(&self) -> MutexGuard<'_, State> {
-        lock(&self.state)
+        self.request.lock()
     }
 
     /// The state, to change it.
     fn change(&self) -> MutexGuard<'_, State> {
-        let mut st = lock(&self.state);
+        let mut st = self.request.lock();
         st.changes += 1;
         st
     }
 
     /// The engine behind the layer.
     pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
+        self.request.engine()
     }
 
     /// `true` if the request has a live session (loaded, or made during it).
@@ -150,7 +110,7 @@ impl SessionHandle {
     pub fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
         let mut st = self.change();
         if st.current.is_none() {
-            st.current = Some(self.engine.create()?);
+            st.current = Some(self.engine().create()?);
             st.destroyed = false;
         }
         match st.current.as_mut() {
@@ -179,7 +139,9 @@ impl SessionHandle {
     /// docs): masked afresh on every call, and changed when the id is, at
     /// login. Fails only if the OS random number generator does.
     pub fn csrf_token(&self) -> Result<Option<String>> {
-        self.id().map(|id| self.engine.csrf_token(&id)).transpose()
+        self.id()
+            .map(|id| self.engine().csrf_token(&id))
+            .transpose()
     }
 
     /// Logs `user` in through [`Engine::login`]: a new id carrying the user
@@ -190,9 +152,9 @@ impl SessionHandle {
         let before = self.state().current.clone();
         let mut session = match before {
             Some(s) => s,
-            None => self.engine.create()?,
+            None => self.engine().create()?,
         };
-        let (e, user) = (self.engine.clone(), user.to_owned());
+        let (e, user) = (self.engine().clone(), user.to_owned());
         let session = blocking(move || e.login(&mut session, &user).map(|()| session)).await?;
         let mut st = self.change();
         st.current = Some(session);
@@ -210,7 +172,7 @@ impl SessionHandle {
         };
         match id {
             Some(id) => {
-                let e = self.engine.clone();
+                let e = self.engine().clone();
                 blocking(move || e.destroy_id(&id)).await
             }
             None => Ok(false),
@@ -228,7 +190,7 @@ impl SessionHandle {
             st.destroyed = true;
             st.current = None;
         }
-        let e = self.engine.clone();
+        let e = self.engine().clone();
         blocking(move || e.destroy_user(&user, None)).await
     }
 
@@ -237,7 +199,7 @@ impl SessionHandle {
         let Some(user) = self.user() else {
             return Ok(Vec::new());
         };
-        let e = self.engine.clone();
+        let e = self.engine().clone();
         blocking(move || e.sessions_of(&user)).await
     }
 
@@ -261,7 +223,7 @@ impl SessionHandle {
                 None => return Ok(None),
             }
         };
-        let e = self.engine.clone();
+        let e = self.engine().clone();
         let updated = blocking(move || {
             match e.save_merging(&mut mine) {
                 Ok(()) => {}

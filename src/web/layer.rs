@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -11,14 +11,11 @@ use axum::response::{IntoResponse, Response};
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderValue, Request};
 
-use super::blocking;
 use super::csrf::{self, Guard};
 use super::error::WebError;
-use super::handle::{Finish, SessionHandle, State, lock};
+use super::request::RequestSession;
 use crate::engine::Engine;
-use crate::error::{Error, Result};
-use crate::session::Session;
-use crate::token::SessionId;
+use crate::error::Error;
 
 /// A tower layer that gives every request its session.
 #[derive(Debug, Clone)]
@@ -119,54 +116,40 @@ impl<E> From<Error> for Failure<E> {
     }
 }
 
+/// One request: the guard, the handler, then what the handler changed is
+/// stored. Nothing here reads storage: the session is loaded by the first
+/// [`SessionHandle`](super::SessionHandle) the handler takes.
 async fn handle<S>(
     layer: SessionLayer,
     mut inner: S,
-    req: Request<Body>,
+    mut req: Request<Body>,
 ) -> std::result::Result<Response, Failure<S::Error>>
 where
     S: tower_service::Service<Request<Body>, Response = Response>,
 {
-    let engine = layer.engine.clone();
+    let engine = layer.engine;
     let guarded = layer.guard.applies(&req);
     if guarded && !layer.guard.same_origin(&engine, &req) {
         return Ok(csrf::forbidden());
     }
-    let cookies: Vec<Vec<u8>> = req
-        .headers()
-        .get_all(COOKIE)
-        .iter()
-        .map(|v| v.as_bytes().to_vec())
-        .collect();
-    // Verifying the token is pure CPU; only a verified id reaches storage.
-    let had_cookie = engine.session_id(cookies.iter().map(Vec::as_slice));
-    let loaded = match had_cookie {
-        Some(id) => {
-            let e = engine.clone();
-            blocking(move || e.load_id(&id)).await?
-        }
-        None => None,
-    };
-
-    let mut req = req;
+    // Verifying the cookie is pure CPU, bounded for any input.
+    let cookie_id = engine.session_id(req.headers().get_all(COOKIE).iter().map(|v| v.as_bytes()));
     if guarded && layer.guard.wants_token(&req) {
-        let (ok, rebuilt) =
-            csrf::token_passes(&engine, loaded.as_ref().map(Session::id), req).await;
+        // Against the id the cookie names, without looking it up (see
+        // "CSRF" in the module docs).
+        let (ok, rebuilt) = csrf::token_passes(&engine, cookie_id.as_ref(), req).await;
         req = rebuilt;
         if !ok {
             return Ok(csrf::forbidden());
         }
     }
 
-    let state = Arc::new(Mutex::new(State::new(loaded)));
-    req.extensions_mut()
-        .insert(SessionHandle::new(engine.clone(), state.clone()));
+    let session = Arc::new(RequestSession::new(engine, cookie_id));
+    req.extensions_mut().insert(session.clone());
     let mut response = inner.call(req).await.map_err(Failure::Inner)?;
 
-    let taken = lock(&state).take_for_finish();
-    let cookie = finish(&engine, taken, had_cookie.as_ref()).await?;
-    if let Some(c) = cookie {
-        match HeaderValue::from_str(&c) {
+    if let Some(cookie) = session.store().await? {
+        match HeaderValue::from_str(&cookie) {
             Ok(v) => {
                 response.headers_mut().append(SET_COOKIE, v);
             }
@@ -174,36 +157,4 @@ where
         }
     }
     Ok(response)
-}
-
-/// Stores the request's changes; returns the `Set-Cookie` value to send.
-/// `cookie_id` is the id the request's cookie named.
-async fn finish(
-    engine: &Arc<Engine>,
-    f: Finish,
-    cookie_id: Option<&SessionId>,
-) -> Result<Option<String>> {
-    if f.destroyed {
-        return Ok(Some(engine.removal_cookie()));
-    }
-    let Some(mut current) = f.current else {
-        // A cookie that named no live session: clear it.
-        return Ok(cookie_id.map(|_| engine.removal_cookie()));
-    };
-    let e = engine.clone();
-    let saved = blocking(move || match e.save_merging(&mut current) {
-        Ok(()) => Ok(Some(current)),
-        Err(Error::Gone { .. }) => Ok(None),
-        Err(other) => Err(other),
-    })
-    .await?;
-    Ok(match saved {
-        None => Some(engine.removal_cookie()),
-        // Still empty, so never stored: nothing for the browser to hold.
-        Some(s) if s.is_new() => None,
-        // A new id (made, or logged in, during the request), or a touch that
-        // renews a persistent cookie's lifetime.
-        Some(s) if cookie_id != Some(s.id()) || s.was_touched() => Some(engine.set_cookie(&s)),
-        Some(_) => None,
-    })
 }

@@ -1,9 +1,11 @@
 //! axum / tower integration (feature `axum`).
 //!
 //! [`SessionLayer`] wraps a service: before the handler it verifies the
-//! request's session cookie and loads the session (off the async workers,
-//! on tokio's blocking pool); after it, it stores what the handler changed
-//! and sets or clears the cookie. Handlers take a [`SessionHandle`]:
+//! request's session cookie (no storage) and runs the CSRF guard; the
+//! session is loaded when the handler takes a [`SessionHandle`]; after the
+//! handler, the layer stores what it changed and sets or clears the cookie.
+//! Every storage call runs on tokio's blocking pool, never on an async
+//! worker.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -23,7 +25,27 @@
 //! # }
 //! ```
 //!
+//! # Loading is lazy
+//! A request whose handler does not take a [`SessionHandle`] costs no
+//! storage at all: no read, no touch, no `Set-Cookie` (a static page, a
+//! health check, an API call that needs no session). The first
+//! [`SessionHandle`] extracted in a request loads the session; more
+//! handles in the same request share that one load.
+//!
+//! The load happens in the extractor rather than on first use of each
+//! accessor (as tower-sessions' `Session` does): the accessors
+//! ([`get`](SessionHandle::get), [`insert`](SessionHandle::insert),
+//! [`user`](SessionHandle::user), ...) are synchronous, a load must not
+//! block an async worker, and taking the handle is already the handler
+//! saying it needs the session. The price: a handler that takes a handle
+//! but uses it on one branch only pays the read on every branch; give that
+//! branch a handler of its own if it matters.
+//!
+//! A cookie naming a session that has expired is cleared only by a request
+//! that looked the session up; the others leave it alone.
+//!
 //! # What is written, and when
+//! - Nothing for a request that did not take a [`SessionHandle`].
 //! - Nothing for a request whose session did not change (a read past the
 //!   engine's touch threshold writes the new last-seen time, as
 //!   [`Engine::load`](crate::Engine::load) does).
@@ -61,6 +83,15 @@
 //!   without the session's CSRF token in the `X-CSRF-Token` header or a
 //!   `csrf_token` field of a URL-encoded form.
 //!
+//! The token is checked against the id the request's cookie names, without
+//! looking the session up: like the cookie's signature, it is pure CPU. A
+//! token proves that the request came from a page served to this cookie,
+//! which is all the guard has to know; whether the session is still live
+//! is the handler's to see ([`SessionHandle::exists`]). So a form posted
+//! with the token of a session that has since expired reaches its handler,
+//! which finds no session, as a GET would (before loading became lazy it
+//! was a 403).
+//!
 //! [`SessionHandle::csrf_token`] is the session's keyed CSRF tag, masked
 //! afresh on every call (against BREACH): no storage, it changes at login
 //! with the id, and it reveals nothing of the session id, so a leaked token
@@ -78,6 +109,7 @@ mod csrf;
 mod error;
 mod handle;
 mod layer;
+mod request;
 
 pub use blocking::blocking;
 pub use csrf::{CSRF_FIELD, CSRF_HEADER, MAX_FORM_BYTES};

@@ -176,14 +176,21 @@ pub use backend::{Backend, BackendStats, Outcome, UserPage, Violation};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Durability};
 pub use cookie::{
-    CookieBuilder, CookieConfig, HostPrefix, Lookup, MAX_SCAN_BYTES, MAX_VERIFY, Pairs, SameSite,
-    pairs,
+    CookieBuilder, CookieConfig, HostPrefix, Lookup, MAX_SCAN_BYTES, MAX_VERIFY, SameSite,
 };
 pub use engine::{Engine, Imported, Recovery, RepairReport, SessionInfo, SessionRecord, Stats};
 pub use error::{BoxError, Error, Result};
 pub use record::{FORMAT_VERSION, FormatError, Meta as RecordMeta};
 pub use session::Session;
 pub use token::{Key, KeyRing, Purpose, SessionId, TOKEN_VERSION, Token};
+
+/// Internals the fuzz crate (`fuzz/`) and its corpus replay
+/// (`tests/fuzz_corpus.rs`) exercise directly. Not part of the API: no
+/// stability promise, and it may change in any release.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::cookie::{Pairs, pairs};
+}
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

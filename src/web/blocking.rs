@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 
 /// Runs `f` on tokio's blocking pool, so a strict-durability wait (or any
 /// disk read) never holds an async worker thread.
-pub async fn blocking<T, F>(f: F) -> Result<T>
+pub(super) async fn blocking<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> Result<T> + Send + 'static,
     T: Send + 'static,

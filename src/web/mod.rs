@@ -111,7 +111,7 @@ mod handle;
 mod layer;
 mod request;
 
-pub use blocking::blocking;
+use blocking::blocking;
 pub use csrf::{CSRF_FIELD, CSRF_HEADER, MAX_FORM_BYTES};
 pub use error::WebError;
 pub use handle::SessionHandle;

@@ -11,8 +11,8 @@ where
 {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
-        Err(e) => Err(Error::Storage(
-            format!("a blocking session task failed: {e}").into(),
-        )),
+        // The task panicked or the runtime is shutting down: the cause
+        // stays the error's source.
+        Err(e) => Err(Error::Storage(Box::new(e))),
     }
 }

@@ -143,7 +143,9 @@
 //! fails with [`Error::Conflict`] instead of silently overwriting the first.
 //! [`Engine::update`] loads, applies a closure and saves, retrying on
 //! conflict, so no update is lost; updates of one session within a process
-//! take turns. A save of a session that was destroyed (or expired) in the
+//! take turns. [`Engine::save_merging`] is the policy the axum layer applies
+//! to whole requests: a conflicting save lays its changed values over the
+//! newer copy instead of failing. A save of a session that was destroyed (or expired) in the
 //! meantime fails with [`Error::Gone`]: logout is never undone by a late
 //! request.
 //!
@@ -180,8 +182,7 @@ pub use backend::{Backend, BackendStats, Maintenance, Outcome, Stored, UserPage,
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Durability};
 pub use cookie::{
-    CookieBuilder, CookieConfig, HostPrefix, Lookup, MAX_SCAN_BYTES, MAX_VERIFY, Pairs, SameSite,
-    pairs,
+    CookieBuilder, CookieConfig, HostPrefix, Lookup, MAX_SCAN_BYTES, MAX_VERIFY, SameSite,
 };
 pub use engine::{
     Admin, Engine, Imported, Recovery, RepairReport, SessionInfo, SessionRecord, Stats,
@@ -191,10 +192,12 @@ pub use record::{FORMAT_VERSION, FormatError};
 pub use session::Session;
 pub use token::{Key, KeyRing, Purpose, SessionId, TOKEN_VERSION, Token};
 
-/// Not API: what the fuzz targets (`fuzz/`) need of the crate's insides.
-/// It may change in any release.
+/// Internals the fuzz crate (`fuzz/`) and its corpus replay
+/// (`tests/fuzz_corpus.rs`) exercise directly. Not part of the API: no
+/// stability promise, and it may change in any release.
 #[doc(hidden)]
 pub mod __fuzz {
+    pub use crate::cookie::{Pairs, pairs};
     use crate::{FormatError, Stored};
 
     /// Reads a record as the stores frame it (header, then body).

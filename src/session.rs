@@ -145,12 +145,6 @@ impl Session {
         self.body.data.keys().map(String::as_str)
     }
 
-    /// Marks the session as needing a cookie (its id is new to the browser).
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) fn mark_renewed(&mut self) {
-        self.renewed = true;
-    }
-
     /// Sets (`Some`) or removes (`None`) an encoded value, noting it as
     /// pending when it changes anything.
     pub(crate) fn set_raw(&mut self, key: &str, bytes: Option<&[u8]>) {

@@ -123,7 +123,7 @@ fn child_thread(t: usize, seed: u64, engine: &Engine, clock: &ManualClock, say: 
                     .update(&id, |s| s.insert("v", &v).expect("insert"))
                     .expect("update");
                 match done {
-                    Some(()) => say(format!("A {t} update {} {v} {c0}", id.to_base64())),
+                    Some(_) => say(format!("A {t} update {} {v} {c0}", id.to_base64())),
                     None => {
                         say(format!("A {t} gone {}", id.to_base64()));
                         mine.retain(|m| *m != id);

@@ -9,10 +9,11 @@
 //! no inner attributes and names only crates that both builds depend on.
 
 use arbitrary::{Arbitrary, Unstructured};
+use sessiondb::__fuzz::pairs;
 use sessiondb::{
     Backend as _, Config, CookieConfig, Engine, Error, HostPrefix, Imported, Key, KeyRing, Lookup,
     MAX_SCAN_BYTES, MAX_VERIFY, ManualClock, MemoryBackend, Outcome, Purpose, SameSite, SessionId,
-    Token, Violation, pairs,
+    Token, Violation,
 };
 
 /// The signing key of the fuzz targets and of their seed corpus.

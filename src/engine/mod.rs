@@ -644,12 +644,14 @@ impl Engine {
 
     /// Loads the session, applies `f`, and saves it, retrying from a fresh
     /// load when another request changed it in between, so no update is lost.
-    /// `f` may run more than once. `Ok(None)` if the session does not exist.
+    /// `f` may run more than once. Returns the session as saved and what the
+    /// run of `f` that was saved returned; `Ok(None)` if the session does
+    /// not exist.
     pub fn update<R>(
         &self,
         id: &SessionId,
         mut f: impl FnMut(&mut Session) -> R,
-    ) -> Result<Option<R>> {
+    ) -> Result<Option<(Session, R)>> {
         let _turn = self.stripe(id);
         for _ in 0..UPDATE_RETRIES {
             let Some(mut session) = self.load_id(id)? else {
@@ -657,9 +659,55 @@ impl Engine {
             };
             let out = f(&mut session);
             match self.save(&mut session) {
-                Ok(()) => return Ok(Some(out)),
+                Ok(()) => return Ok(Some((session, out))),
                 Err(Error::Conflict { .. }) => continue,
                 Err(Error::Gone { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict { id_hint: id.hint() })
+    }
+
+    /// Stores the session's changes as [`save`](Self::save) does, except
+    /// that a conflict is merged instead of reported: when another request
+    /// stored the session since this copy was read, the fresh copy is loaded,
+    /// this copy's unsaved changes are laid over it key by key (the values it
+    /// set, the values it removed), and that is saved, retried like
+    /// [`update`](Self::update). Where both set the same key, the last to
+    /// save wins. A merge carries values only: it never changes who the
+    /// session belongs to (only [`login`](Self::login) and destroying do).
+    ///
+    /// On success `session` is the copy as stored; it still needs a cookie
+    /// ([`Session::needs_cookie`]) if it did before. Fails with
+    /// [`Error::Gone`] if the session was destroyed or expired meanwhile
+    /// (this copy's changes are dropped rather than bringing it back), and
+    /// otherwise as `save` does. For a read-modify-write of one value (a
+    /// counter) use [`update`](Self::update): a merge keeps the last value
+    /// written, not the sum.
+    pub fn save_merging(&self, session: &mut Session) -> Result<()> {
+        match self.save(session) {
+            // A new session's fresh id already taken is no copy of ours to
+            // merge into (the same astronomically unlikely draw as in
+            // `change_id`).
+            Err(Error::Conflict { .. }) if !session.is_new() => {}
+            done => return done,
+        }
+        let id = session.id;
+        let _turn = self.stripe(&id);
+        for _ in 0..UPDATE_RETRIES {
+            let Some(mut fresh) = self.load_id(&id)? else {
+                return Err(Error::Gone { id_hint: id.hint() });
+            };
+            session.replay_pending(&mut fresh);
+            match self.save(&mut fresh) {
+                Ok(()) => {
+                    // What the browser still needs is this copy's to say.
+                    fresh.renewed = session.renewed;
+                    fresh.touched |= session.touched;
+                    *session = fresh;
+                    return Ok(());
+                }
+                Err(Error::Conflict { .. }) => continue,
                 Err(e) => return Err(e),
             }
         }

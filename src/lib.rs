@@ -66,8 +66,13 @@
 //!   (else), each a page of the user's index at a time; a user keeps at most
 //!   [`Config::max_sessions_per_user`] sessions (100), the oldest logged out
 //!   first.
-//! - **Operations.** [`Admin::stats`], [`Admin::check`] (the invariants of
-//!   the three trees), [`Admin::sweep_now`].
+//! - **Operations.** Through [`Engine::admin`], apart from the request
+//!   API: [`Admin::stats`], [`Admin::check`] (the invariants of the three
+//!   trees) and [`Admin::repair`], [`Admin::records`] and [`Admin::import`]
+//!   (export and import), [`Admin::sweep_now`].
+//! - **Times.** Every instant in the API is a `u64` of milliseconds since
+//!   the Unix epoch (`created_at`, `last_seen`, `expires_at`, `now_ms`);
+//!   every duration is a [`std::time::Duration`].
 //!
 //! # Storage
 //!
@@ -79,8 +84,10 @@
 //! revoked (each destroyed id, the id a login replaced, each user logged
 //! out everywhere and when) for the longest absolute timeout the store has
 //! been opened with, so that [`Admin::import`] of an older export cannot
-//! bring it back; the sweeper forgets entries past their time. [`Engine::memory`] runs the same logic in
-//! memory, for tests and as a benchmark baseline; [`Backend`] is the trait
+//! bring it back; the sweeper forgets entries past their time.
+//! [`MemoryBackend`] runs the same logic in memory, for tests and as a
+//! benchmark baseline ([`Engine::with_backend`]); [`Backend`] (what requests
+//! need) and [`Maintenance`] (what operators' tools need) are the traits
 //! for others. A directory holding something other than a sessiondb store is
 //! refused ([`Error::NotAStore`]); a store held by another process is
 //! refused at once ([`Error::Locked`], naming the path).

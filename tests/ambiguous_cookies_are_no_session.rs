@@ -72,14 +72,17 @@ fn a_cookie_that_cannot_carry_the_host_prefix_says_so_once_at_open() {
         ),
     ] {
         let config = Config::new(common::ring()).sweeper(false).cookie(cookie);
-        let (engine, log) = logged(|| Engine::memory(config).expect("memory"));
+        let (engine, log) = logged(|| {
+            Engine::with_backend(sessiondb::MemoryBackend::new(), config).expect("memory")
+        });
         assert_eq!(log.matches("__Host-").count(), 1, "{log}");
         assert!(log.contains(why), "{log}");
         assert!(engine.cookie_config().host_prefix_warning().is_some());
     }
     // The defaults carry the prefix, and say nothing.
     let config = Config::new(common::ring()).sweeper(false);
-    let (engine, log) = logged(|| Engine::memory(config).expect("memory"));
+    let (engine, log) =
+        logged(|| Engine::with_backend(sessiondb::MemoryBackend::new(), config).expect("memory"));
     assert!(log.is_empty(), "{log}");
     assert!(engine.cookie_config().name().starts_with("__Host-"));
     assert!(engine.cookie_config().host_prefix_warning().is_none());

@@ -70,7 +70,8 @@ fn sled_backend_debug_shows_no_records() {
 #[test]
 fn memory_backend_debug_shows_no_records() {
     let clock = ManualClock::new(common::T0);
-    let engine = Engine::memory(common::config(&clock)).expect("open");
+    let engine = Engine::with_backend(sessiondb::MemoryBackend::new(), common::config(&clock))
+        .expect("open");
     let session = store_one(&engine);
     assert_shows_nothing_stored(&format!("{engine:?}"), &session);
 }
@@ -88,7 +89,8 @@ fn redis_backend_debug_shows_no_records() {
 #[test]
 fn a_session_its_record_and_the_layer_show_no_values_either() {
     let clock = ManualClock::new(common::T0);
-    let engine = Engine::memory(common::config(&clock)).expect("open");
+    let engine = Engine::with_backend(sessiondb::MemoryBackend::new(), common::config(&clock))
+        .expect("open");
     let session = store_one(&engine);
     assert_shows_nothing_stored(&format!("{session:?}"), &session);
     assert_shows_nothing_stored(&format!("{session:#?}"), &session);
@@ -108,7 +110,8 @@ fn a_session_its_record_and_the_layer_show_no_values_either() {
 #[test]
 fn violations_pages_and_record_headers_show_no_ids_or_users() {
     let clock = ManualClock::new(common::T0);
-    let engine = Engine::memory(common::config(&clock)).expect("open");
+    let engine = Engine::with_backend(sessiondb::MemoryBackend::new(), common::config(&clock))
+        .expect("open");
     let session = store_one(&engine);
     let violations = [
         sessiondb::Violation::MissingUser {

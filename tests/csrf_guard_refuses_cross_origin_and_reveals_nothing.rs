@@ -18,7 +18,13 @@ use sessiondb::{Config, Engine, Purpose};
 use tower::ServiceExt as _;
 
 fn engine() -> Arc<Engine> {
-    Arc::new(Engine::memory(Config::new(common::ring()).sweeper(false)).expect("memory"))
+    Arc::new(
+        Engine::with_backend(
+            sessiondb::MemoryBackend::new(),
+            Config::new(common::ring()).sweeper(false),
+        )
+        .expect("memory"),
+    )
 }
 
 async fn start(session: SessionHandle) -> Result<String, WebError> {
@@ -186,7 +192,8 @@ async fn plain_http_origins_pass_on_loopback_or_without_secure_cookies() {
         .await;
         assert_eq!(r.status, StatusCode::OK, "{host}");
     }
-    let insecure = Engine::memory(
+    let insecure = Engine::with_backend(
+        sessiondb::MemoryBackend::new(),
         Config::new(common::ring())
             .sweeper(false)
             .cookie(sessiondb::CookieBuilder::default().secure(false)),

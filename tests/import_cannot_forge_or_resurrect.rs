@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
 use sessiondb::{Engine, Error, Imported, SessionId, SessionRecord};
 
@@ -30,7 +31,7 @@ fn record(now: u64, user: Option<&str>) -> SessionRecord {
         last_seen: now - 500,
         expires_at: now + HOUR,
         absolute_deadline: now + HOUR,
-        idle_timeout_ms: HOUR,
+        idle_timeout: Duration::from_millis(HOUR),
         data: BTreeMap::from([("k".to_owned(), vec![1, 2, 3])]),
     }
 }
@@ -42,7 +43,7 @@ on_every_backend!(
         let mut r = record(now, Some("mallory"));
         let decade = 10 * 365 * 24 * HOUR;
         r.absolute_deadline = r.created_at + decade;
-        r.idle_timeout_ms = decade;
+        r.idle_timeout = Duration::from_millis(decade);
         r.expires_at = r.created_at + decade;
         assert_eq!(
             env.engine.admin().import(&r).expect("import"),
@@ -55,7 +56,7 @@ on_every_backend!(
             .expect("read")
             .expect("live");
         // The defaults: 30 minutes idle, 24 hours absolute.
-        assert_eq!(stored.idle_timeout_ms, 30 * 60 * 1000);
+        assert_eq!(stored.idle_timeout, Duration::from_secs(30 * 60));
         assert_eq!(stored.absolute_deadline, r.created_at + 24 * HOUR);
         assert_eq!(stored.expires_at, r.last_seen + 30 * 60 * 1000);
         env.assert_sound();
@@ -168,7 +169,10 @@ fn revocations_are_forgotten_after_an_absolute_timeout() {
 #[test]
 fn import_racing_log_out_everywhere_300_rounds() {
     let clock = sessiondb::ManualClock::new(common::T0);
-    let engine = Arc::new(Engine::memory(common::config(&clock)).expect("memory"));
+    let engine = Arc::new(
+        Engine::with_backend(sessiondb::MemoryBackend::new(), common::config(&clock))
+            .expect("memory"),
+    );
     for round in 0..300 {
         clock.advance(std::time::Duration::from_millis(5));
         let now = common::T0 + 5 * (round + 1);
@@ -236,8 +240,7 @@ fn the_revocation_is_kept_in_the_store_across_a_restart() {
 fn hooked() -> (Arc<Engine>, sessiondb::ManualClock, Arc<common::Counters>) {
     let clock = sessiondb::ManualClock::new(common::T0);
     let (probe, counters) = common::Probe::new();
-    let engine =
-        Arc::new(Engine::with_backend(Box::new(probe), common::config(&clock)).expect("engine"));
+    let engine = Arc::new(Engine::with_backend(probe, common::config(&clock)).expect("engine"));
     (engine, clock, counters)
 }
 

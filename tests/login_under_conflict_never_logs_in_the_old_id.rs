@@ -65,7 +65,8 @@ fn engines() -> Vec<(Arc<Engine>, HookClock, Option<tempfile::TempDir>)> {
     let sled_clock = HookClock::new();
     let sled = Engine::open(dir.path(), config(&sled_clock)).expect("open");
     let mem_clock = HookClock::new();
-    let mem = Engine::memory(config(&mem_clock)).expect("memory");
+    let mem =
+        Engine::with_backend(sessiondb::MemoryBackend::new(), config(&mem_clock)).expect("memory");
     vec![
         (Arc::new(sled), sled_clock, Some(dir)),
         (Arc::new(mem), mem_clock, None),
@@ -161,8 +162,13 @@ fn a_failed_login_leaves_the_session_exactly_as_it_was() {
 /// id never carries the user.
 #[test]
 fn login_against_concurrent_writes_500_rounds() {
-    let engine =
-        Arc::new(Engine::memory(Config::new(common::ring()).sweeper(false)).expect("memory"));
+    let engine = Arc::new(
+        Engine::with_backend(
+            sessiondb::MemoryBackend::new(),
+            Config::new(common::ring()).sweeper(false),
+        )
+        .expect("memory"),
+    );
     for round in 0..500u64 {
         let victim = planted(&engine);
         let old = *victim.id();
@@ -198,7 +204,11 @@ fn login_against_concurrent_writes_500_rounds() {
 
 #[test]
 fn login_to_another_account_starts_empty_and_anonymous_or_same_user_keeps_values() {
-    let engine = Engine::memory(Config::new(common::ring()).sweeper(false)).expect("memory");
+    let engine = Engine::with_backend(
+        sessiondb::MemoryBackend::new(),
+        Config::new(common::ring()).sweeper(false),
+    )
+    .expect("memory");
     // Anonymous, with a cart: the cart survives login.
     let mut s = planted(&engine);
     engine.login(&mut s, "alice").expect("login");
@@ -337,8 +347,13 @@ mod through_the_layer {
     /// attacker's `POST /counter` on the planted id, 500 rounds.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn login_against_concurrent_counter_requests_500_rounds() {
-        let engine =
-            Arc::new(Engine::memory(Config::new(common::ring()).sweeper(false)).expect("memory"));
+        let engine = Arc::new(
+            Engine::with_backend(
+                sessiondb::MemoryBackend::new(),
+                Config::new(common::ring()).sweeper(false),
+            )
+            .expect("memory"),
+        );
         let app = app(engine.clone());
         for round in 0..500 {
             let (cookie, old) = planted_cookie(&app, &engine).await;

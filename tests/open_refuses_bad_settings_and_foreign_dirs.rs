@@ -19,32 +19,57 @@ fn out_of_range_settings_are_refused() {
     let clock = ManualClock::new(common::T0);
     let c = || common::config(&clock);
     assert_eq!(
-        field_of(Engine::memory(c().idle_timeout(Duration::ZERO))),
+        field_of(Engine::with_backend(
+            sessiondb::MemoryBackend::new(),
+            c().idle_timeout(Duration::ZERO)
+        )),
         "idle_timeout"
     );
     assert_eq!(
-        field_of(Engine::memory(c().absolute_timeout(Duration::ZERO))),
+        field_of(Engine::with_backend(
+            sessiondb::MemoryBackend::new(),
+            c().absolute_timeout(Duration::ZERO)
+        )),
         "absolute_timeout"
     );
     assert_eq!(
-        field_of(Engine::memory(c().max_session_bytes(10))),
+        field_of(Engine::with_backend(
+            sessiondb::MemoryBackend::new(),
+            c().max_session_bytes(10)
+        )),
         "max_session_bytes"
     );
     assert_eq!(
-        field_of(Engine::memory(c().max_session_bytes(1 << 30))),
+        field_of(Engine::with_backend(
+            sessiondb::MemoryBackend::new(),
+            c().max_session_bytes(1 << 30)
+        )),
         "max_session_bytes"
     );
-    assert_eq!(field_of(Engine::memory(c().sweep_batch(0))), "sweep_batch");
     assert_eq!(
-        field_of(Engine::memory(c().sweep_interval(Duration::ZERO))),
+        field_of(Engine::with_backend(
+            sessiondb::MemoryBackend::new(),
+            c().sweep_batch(0)
+        )),
+        "sweep_batch"
+    );
+    assert_eq!(
+        field_of(Engine::with_backend(
+            sessiondb::MemoryBackend::new(),
+            c().sweep_interval(Duration::ZERO)
+        )),
         "sweep_interval"
     );
     assert_eq!(
-        field_of(Engine::memory(c().max_unflushed_writes(0))),
+        field_of(Engine::with_backend(
+            sessiondb::MemoryBackend::new(),
+            c().max_unflushed_writes(0)
+        )),
         "max_unflushed_writes"
     );
     assert_eq!(
-        field_of(Engine::memory(
+        field_of(Engine::with_backend(
+            sessiondb::MemoryBackend::new(),
             c().cookie(CookieConfig::builder().path("x"))
         )),
         "path"

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::Commands as _;
-use sessiondb::{Engine, ManualClock, RedisOptions};
+use sessiondb::{Engine, ManualClock, RedisBackend, RedisOptions};
 
 fn engine_at(url: &str, prefix: &str, clock: &ManualClock) -> Engine {
-    Engine::open_redis(RedisOptions::new(url).prefix(prefix), common::config(clock))
-        .expect("open on redis")
+    let backend = RedisBackend::open(RedisOptions::new(url).prefix(prefix)).expect("redis");
+    Engine::with_backend(backend, common::config(clock)).expect("open on redis")
 }
 
 fn raw(url: &str) -> redis::Connection {

@@ -55,8 +55,11 @@ fn the_limit_never_logs_out_the_session_logging_in() {
 #[test]
 fn a_zero_limit_is_refused() {
     let clock = sessiondb::ManualClock::new(common::T0);
-    let err = sessiondb::Engine::memory(common::config(&clock).max_sessions_per_user(0))
-        .expect_err("refused");
+    let err = sessiondb::Engine::with_backend(
+        sessiondb::MemoryBackend::new(),
+        common::config(&clock).max_sessions_per_user(0),
+    )
+    .expect_err("refused");
     assert!(
         matches!(
             err,

@@ -44,7 +44,7 @@ fn a_threshold_not_under_the_idle_timeout_is_refused() {
         .idle_timeout(Duration::from_secs(60))
         .touch_threshold(Duration::from_secs(60));
     assert!(matches!(
-        sessiondb::Engine::memory(config),
+        sessiondb::Engine::with_backend(sessiondb::MemoryBackend::new(), config),
         Err(sessiondb::Error::InvalidConfig {
             field: "touch_threshold",
             ..

@@ -168,7 +168,8 @@ impl SessionDb {
 
     pub fn memory() -> Self {
         let clock = ManualClock::new(T0);
-        let engine = Engine::memory(config(&clock)).expect("open");
+        let engine =
+            Engine::with_backend(sessiondb::MemoryBackend::new(), config(&clock)).expect("open");
         Self {
             name: "sessiondb-memory",
             engine,
@@ -185,7 +186,9 @@ impl SessionDb {
         let clock = ManualClock::new(T0);
         let prefix = format!("bench{}", SessionId::generate().expect("rng").hint());
         let options = sessiondb::RedisOptions::new(url).prefix(prefix);
-        match Engine::open_redis(options, config(&clock)) {
+        let opened = sessiondb::RedisBackend::open(options)
+            .and_then(|backend| Engine::with_backend(backend, config(&clock)));
+        match opened {
             Ok(engine) => Some(Self {
                 name: "sessiondb-redis",
                 engine,

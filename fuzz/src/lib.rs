@@ -322,7 +322,7 @@ fn record_engine(backend: MemoryBackend) -> Engine {
     let config = Config::new(fuzz_ring())
         .clock(ManualClock::new(RECORD_NOW_MS))
         .sweeper(false);
-    match Engine::with_backend(Box::new(backend), config) {
+    match Engine::with_backend(backend, config) {
         Ok(engine) => engine,
         Err(e) => panic!("a memory engine opens: {e}"),
     }
@@ -446,7 +446,10 @@ fn reimport(r: &sessiondb::SessionRecord) {
                 .min(r.created_at.saturating_add(absolute))
         )
     );
-    assert_eq!(again.idle_timeout_ms, r.idle_timeout_ms.min(idle));
+    assert_eq!(
+        again.idle_timeout,
+        r.idle_timeout.min(std::time::Duration::from_millis(idle))
+    );
     assert_eq!(again.data, r.data);
     assert!(matches!(engine.admin().check().as_deref(), Ok([])));
 }

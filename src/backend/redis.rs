@@ -211,7 +211,8 @@ impl RedisOptions {
 }
 
 /// Sessions in Redis, for services that run several instances against one
-/// Redis. Open it with [`Engine::open_redis`](crate::Engine::open_redis).
+/// Redis. Open it with [`RedisBackend::open`], then
+/// [`Engine::with_backend`](crate::Engine::with_backend).
 ///
 /// # Keys (all under a configurable prefix `P`)
 /// - `P:s:<id>`: a hash per session: `d` the stored record, `v` its
@@ -261,7 +262,7 @@ pub struct RedisBackend {
     client: redis::Client,
     idle: Mutex<Vec<Connection>>,
     /// The prefix with its `:`.
-    p: String,
+    prefix: String,
     put: Script,
     rename: Script,
     delete: Script,
@@ -271,7 +272,7 @@ pub struct RedisBackend {
 impl std::fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBackend")
-            .field("prefix", &self.p)
+            .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
 }
@@ -322,7 +323,7 @@ impl RedisBackend {
         let backend = Self {
             client,
             idle: Mutex::new(Vec::new()),
-            p: format!("{}:", options.prefix),
+            prefix: format!("{}:", options.prefix),
             put: script(PUT),
             rename: script(RENAME),
             delete: script(DELETE),
@@ -364,15 +365,15 @@ impl RedisBackend {
     }
 
     fn skey(&self, id: &SessionId) -> String {
-        format!("{}s:{}", self.p, b64(id))
+        format!("{}s:{}", self.prefix, b64(id))
     }
 
     fn xkey(&self) -> String {
-        format!("{}x", self.p)
+        format!("{}x", self.prefix)
     }
 
     fn ukey(&self, user: &str) -> String {
-        format!("{}u:{user}", self.p)
+        format!("{}u:{user}", self.prefix)
     }
 
     fn outcome(s: &str) -> Result<Outcome> {
@@ -399,7 +400,7 @@ impl RedisBackend {
         let value = session.frame()?;
         let user = session.user.as_deref().unwrap_or("");
         let answer: String = self.with(|c| {
-            let mut call = script.arg(&self.p);
+            let mut call = script.arg(&self.prefix);
             call.arg(now_ms);
             for a in lead {
                 call.arg(a);
@@ -481,7 +482,7 @@ impl Backend for RedisBackend {
     }
 
     fn delete(&self, id: &SessionId) -> Result<bool> {
-        let n: i64 = self.with(|c| self.delete.arg(&self.p).arg(b64(id)).invoke(c))?;
+        let n: i64 = self.with(|c| self.delete.arg(&self.prefix).arg(b64(id)).invoke(c))?;
         Ok(n == 1)
     }
 
@@ -505,7 +506,7 @@ impl Backend for RedisBackend {
         for id in ids {
             let deleted: i64 = self.with(|c| {
                 self.delete_if_expired
-                    .arg(&self.p)
+                    .arg(&self.prefix)
                     .arg(now_ms)
                     .arg(b64(id))
                     .invoke(c)
@@ -544,7 +545,7 @@ impl Backend for RedisBackend {
     }
 
     fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()> {
-        let rkey = format!("{}r:{}", self.p, URL_SAFE_NO_PAD.encode(key));
+        let rkey = format!("{}r:{}", self.prefix, URL_SAFE_NO_PAD.encode(key));
         let _: i64 = self.with(|c| {
             Script::new(REVOKE)
                 .key(&rkey)
@@ -556,7 +557,7 @@ impl Backend for RedisBackend {
     }
 
     fn revoked_at(&self, key: &[u8], now_ms: u64) -> Result<Option<u64>> {
-        let rkey = format!("{}r:{}", self.p, URL_SAFE_NO_PAD.encode(key));
+        let rkey = format!("{}r:{}", self.prefix, URL_SAFE_NO_PAD.encode(key));
         let value: Option<String> = self.with(|c| c.get(&rkey))?;
         Ok(value.and_then(|v| {
             let (at, until) = v.split_once(':')?;
@@ -583,7 +584,7 @@ impl Maintenance for RedisBackend {
     ) -> Result<Vec<(SessionId, std::result::Result<Stored, FormatError>)>> {
         // Redis has no ordered key walk: collect, sort, page. Operators'
         // tools only; O(n) per page.
-        let prefix = format!("{}s:", self.p);
+        let prefix = format!("{}s:", self.prefix);
         let mut ids: Vec<SessionId> = self
             .scan_keys(&format!("{prefix}*"))?
             .iter()
@@ -608,7 +609,7 @@ impl Maintenance for RedisBackend {
             let expired: u64 = c.zcount(&x, "-inf", now_ms)?;
             Ok((live, expired))
         })?;
-        let users = self.scan_keys(&format!("{}u:*", self.p))?.len() as u64;
+        let users = self.scan_keys(&format!("{}u:*", self.prefix))?.len() as u64;
         Ok(BackendStats {
             live_sessions: live,
             expired_pending: expired,
@@ -619,7 +620,7 @@ impl Maintenance for RedisBackend {
 
     fn check(&self) -> Result<Vec<Violation>> {
         let now = self.server_now()?;
-        let sprefix = format!("{}s:", self.p);
+        let sprefix = format!("{}s:", self.prefix);
         let mut sessions = Vec::new();
         let mut present = std::collections::HashSet::new();
         for key in self.scan_keys(&format!("{sprefix}*"))? {
@@ -648,7 +649,7 @@ impl Maintenance for RedisBackend {
                 None => expiry.push(m),
             }
         }
-        let uprefix = format!("{}u:", self.p);
+        let uprefix = format!("{}u:", self.prefix);
         let mut users = Vec::new();
         for key in self.scan_keys(&format!("{uprefix}*"))? {
             let user = String::from_utf8_lossy(&key[uprefix.len()..]).into_owned();
@@ -672,13 +673,13 @@ impl Maintenance for RedisBackend {
         for _ in 0..FIX_RETRIES {
             let done = self.with(|c| {
                 let t = Fix {
-                    b: self,
-                    c: std::cell::RefCell::new(c),
+                    backend: self,
+                    conn: std::cell::RefCell::new(c),
                     writes: std::cell::RefCell::new(redis::pipe()),
                 };
                 let changed = ops::fix(&t, violation);
                 let mut pipe = t.writes.into_inner();
-                let c = t.c.into_inner();
+                let c = t.conn.into_inner();
                 let changed = match changed {
                     Ok(true) => true,
                     Ok(false) => {
@@ -705,7 +706,7 @@ impl Maintenance for RedisBackend {
     }
 
     fn quarantined(&self) -> Result<u64> {
-        Ok(self.scan_keys(&format!("{}q:*", self.p))?.len() as u64)
+        Ok(self.scan_keys(&format!("{}q:*", self.prefix))?.len() as u64)
     }
 }
 
@@ -736,14 +737,14 @@ enum FixError {
 /// One repair step: reads WATCH what they read; writes queue up and run in
 /// one MULTI/EXEC, which the server refuses if a watched key changed.
 struct Fix<'a> {
-    b: &'a RedisBackend,
-    c: std::cell::RefCell<&'a mut Connection>,
+    backend: &'a RedisBackend,
+    conn: std::cell::RefCell<&'a mut Connection>,
     writes: std::cell::RefCell<redis::Pipeline>,
 }
 
 impl Fix<'_> {
     fn watched_hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, FixError> {
-        let mut c = self.c.borrow_mut();
+        let mut c = self.conn.borrow_mut();
         redis::cmd("WATCH")
             .arg(key)
             .query::<()>(&mut **c)
@@ -752,7 +753,7 @@ impl Fix<'_> {
     }
 
     fn raw_skey(&self, key: &[u8]) -> Vec<u8> {
-        let mut k = format!("{}s:", self.b.p).into_bytes();
+        let mut k = format!("{}s:", self.backend.prefix).into_bytes();
         k.extend_from_slice(key);
         k
     }
@@ -767,7 +768,7 @@ impl Trees for Fix<'_> {
     }
 
     fn session(&self, id: &SessionId) -> Result<Option<Vec<u8>>, FixError> {
-        self.watched_hget(&self.b.skey(id), "d")
+        self.watched_hget(&self.backend.skey(id), "d")
     }
 
     fn set_session(&self, id: &SessionId, value: &[u8]) -> Result<(), FixError> {
@@ -781,15 +782,15 @@ impl Trees for Fix<'_> {
         );
         self.writes
             .borrow_mut()
-            .hset_multiple(self.b.skey(id), &[("v", v), ("u", u), ("e", e)])
+            .hset_multiple(self.backend.skey(id), &[("v", v), ("u", u), ("e", e)])
             .ignore()
-            .hset(self.b.skey(id), "d", value)
+            .hset(self.backend.skey(id), "d", value)
             .ignore();
         Ok(())
     }
 
     fn remove_session(&self, id: &SessionId) -> Result<(), FixError> {
-        self.writes.borrow_mut().del(self.b.skey(id)).ignore();
+        self.writes.borrow_mut().del(self.backend.skey(id)).ignore();
         Ok(())
     }
 
@@ -797,7 +798,7 @@ impl Trees for Fix<'_> {
         if let Some((at, id)) = keys::parse_expiry(&key) {
             self.writes
                 .borrow_mut()
-                .zadd(self.b.xkey(), b64(&id), at)
+                .zadd(self.backend.xkey(), b64(&id), at)
                 .ignore();
         }
         Ok(())
@@ -807,7 +808,7 @@ impl Trees for Fix<'_> {
         if let Some((_, id)) = keys::parse_expiry(&key) {
             self.writes
                 .borrow_mut()
-                .zrem(self.b.xkey(), b64(&id))
+                .zrem(self.backend.xkey(), b64(&id))
                 .ignore();
         }
         Ok(())
@@ -816,12 +817,12 @@ impl Trees for Fix<'_> {
     fn set_user(&self, key: Vec<u8>) -> Result<(), FixError> {
         if let Some((user, id)) = keys::parse_user(&key) {
             let e = self
-                .watched_hget(&self.b.skey(&id), "e")?
+                .watched_hget(&self.backend.skey(&id), "e")?
                 .and_then(|e| String::from_utf8(e).ok()?.parse::<u64>().ok())
                 .unwrap_or(0);
             self.writes
                 .borrow_mut()
-                .zadd(self.b.ukey(&user), b64(&id), e)
+                .zadd(self.backend.ukey(&user), b64(&id), e)
                 .ignore();
         }
         Ok(())
@@ -831,7 +832,7 @@ impl Trees for Fix<'_> {
         if let Some((user, id)) = keys::parse_user(&key) {
             self.writes
                 .borrow_mut()
-                .zrem(self.b.ukey(&user), b64(&id))
+                .zrem(self.backend.ukey(&user), b64(&id))
                 .ignore();
         }
         Ok(())
@@ -844,7 +845,7 @@ impl Trees for Fix<'_> {
                 w.del(self.raw_skey(key)).ignore();
             }
             Tree::Expiry => {
-                w.zrem(self.b.xkey(), key).ignore();
+                w.zrem(self.backend.xkey(), key).ignore();
             }
             Tree::Users => {
                 // user_prefix(user) ++ member: a u16 length, the user, the rest.
@@ -852,7 +853,7 @@ impl Trees for Fix<'_> {
                     let n = usize::from(u16::from_be_bytes(*len));
                     if rest.len() >= n {
                         let (user, member) = rest.split_at(n);
-                        let mut k = format!("{}u:", self.b.p).into_bytes();
+                        let mut k = format!("{}u:", self.backend.prefix).into_bytes();
                         k.extend_from_slice(user);
                         w.zrem(k, member).ignore();
                     }
@@ -864,7 +865,7 @@ impl Trees for Fix<'_> {
 
     fn session_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, FixError> {
         let k = self.raw_skey(key);
-        let mut c = self.c.borrow_mut();
+        let mut c = self.conn.borrow_mut();
         redis::cmd("WATCH")
             .arg(&k)
             .query::<()>(&mut **c)
@@ -879,7 +880,7 @@ impl Trees for Fix<'_> {
         };
         self.writes
             .borrow_mut()
-            .hset(format!("{}q:{name}", self.b.p), "d", value)
+            .hset(format!("{}q:{name}", self.backend.prefix), "d", value)
             .ignore();
         Ok(())
     }

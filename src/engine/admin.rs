@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
@@ -81,8 +82,8 @@ pub struct SessionRecord {
     pub expires_at: u64,
     /// When it expires whatever happens, ms since the Unix epoch.
     pub absolute_deadline: u64,
-    /// Its idle timeout, in ms.
-    pub idle_timeout_ms: u64,
+    /// Its idle timeout.
+    pub idle_timeout: Duration,
     /// Each value as stored: the bincode 2 encoding of the caller's type.
     pub data: BTreeMap<String, Vec<u8>>,
 }
@@ -140,7 +141,7 @@ fn to_record(id: SessionId, stored: Stored) -> Result<SessionRecord> {
         last_seen: body.last_seen_ms,
         expires_at: stored.expires_at,
         absolute_deadline: body.absolute_deadline_ms,
-        idle_timeout_ms: body.idle_timeout_ms,
+        idle_timeout: Duration::from_millis(body.idle_timeout_ms),
         data: body.data,
     })
 }
@@ -290,7 +291,9 @@ impl<'e> Admin<'e> {
             absolute_deadline_ms: r
                 .absolute_deadline
                 .min(r.created_at.saturating_add(shared.settings.absolute_ms)),
-            idle_timeout_ms: r.idle_timeout_ms.min(shared.settings.idle_ms),
+            idle_timeout_ms: u64::try_from(r.idle_timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .min(shared.settings.idle_ms),
             data: r.data.clone(),
         };
         if body.expires_at() <= now {

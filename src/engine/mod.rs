@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::backend::memory::MemoryBackend;
 use crate::backend::sled::{SledBackend, SledOptions};
 use crate::backend::{Backend, Outcome, Stored};
 use crate::commit::GroupCommit;
@@ -222,27 +221,19 @@ impl Engine {
         Admin::new(self)
     }
 
-    /// An engine on the memory backend: same semantics, nothing persists.
-    pub fn memory(config: Config) -> Result<Self> {
-        Self::start(
-            Box::new(MemoryBackend::new()),
-            config.validate()?,
-            Arc::default(),
-        )
-    }
-
-    /// An engine on Redis (feature `redis`): the same API and semantics,
-    /// shared by every instance that names the same Redis and prefix. See
-    /// [`RedisBackend`](crate::RedisBackend) for what changes.
-    #[cfg(feature = "redis")]
-    pub fn open_redis(options: crate::RedisOptions, config: Config) -> Result<Self> {
-        let backend = crate::RedisBackend::open(options)?;
-        Self::with_backend(Box::new(backend), config)
-    }
-
-    /// An engine on any backend.
-    pub fn with_backend(backend: Box<dyn Backend>, config: Config) -> Result<Self> {
-        Self::start(backend, config.validate()?, Arc::default())
+    /// An engine on any other backend: the memory backend (same
+    /// semantics, nothing persists), Redis (feature `redis`), or one of your
+    /// own. The one way to open each; [`open`](Self::open) is the sled
+    /// store's.
+    ///
+    /// ```
+    /// use sessiondb::{Config, Engine, Key, KeyRing, MemoryBackend};
+    /// let ring = KeyRing::new(1, Key::generate()?);
+    /// let engine = Engine::with_backend(MemoryBackend::new(), Config::new(ring))?;
+    /// # Ok::<(), sessiondb::Error>(())
+    /// ```
+    pub fn with_backend(backend: impl Backend, config: Config) -> Result<Self> {
+        Self::start(Box::new(backend), config.validate()?, Arc::default())
     }
 
     fn start(backend: Box<dyn Backend>, s: Settings, poison: Arc<Poison>) -> Result<Self> {

@@ -50,7 +50,8 @@ impl Env {
 
     pub fn memory_with(f: impl FnOnce(Config) -> Config) -> Self {
         let clock = ManualClock::new(T0);
-        let engine = Engine::memory(f(config(&clock))).expect("open");
+        let engine =
+            Engine::with_backend(sessiondb::MemoryBackend::new(), f(config(&clock))).expect("open");
         Self {
             engine,
             clock,
@@ -304,7 +305,7 @@ impl Env {
         let probe = Probe::default();
         let counters = probe.c.clone();
         let clock = ManualClock::new(T0);
-        let engine = Engine::with_backend(Box::new(probe), f(config(&clock))).expect("open");
+        let engine = Engine::with_backend(probe, f(config(&clock))).expect("open");
         (
             Self {
                 engine,
@@ -437,7 +438,11 @@ impl Env {
     pub fn redis_with(f: impl FnOnce(Config) -> Config) -> Self {
         let clock = ManualClock::new(T0);
         let options = sessiondb::RedisOptions::new(redis_url()).prefix(redis_prefix());
-        let engine = Engine::open_redis(options, f(config(&clock))).expect("open on redis");
+        let engine = Engine::with_backend(
+            sessiondb::RedisBackend::open(options).expect("redis"),
+            f(config(&clock)),
+        )
+        .expect("open on redis");
         Self {
             engine,
             clock,

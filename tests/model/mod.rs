@@ -302,7 +302,13 @@ impl Subject {
                     self.engine.take().expect("open").close().expect("close");
                     let options = sessiondb::RedisOptions::new(url.clone()).prefix(prefix.clone());
                     let config = settings(&self.clock);
-                    self.engine = Some(Engine::open_redis(options, config).expect("reopen"));
+                    self.engine = Some(
+                        Engine::with_backend(
+                            sessiondb::RedisBackend::open(options).expect("redis"),
+                            config,
+                        )
+                        .expect("reopen"),
+                    );
                     assert!(self.engine().admin().check().expect("check").is_empty());
                 }
                 Seen::Nothing
@@ -343,7 +349,8 @@ pub fn run_on(ops: &[Op], redis: Option<(String, String)>) {
     let clock = ManualClock::new(T0);
     let dir = tempfile::tempdir().expect("temp dir");
     let sled = Engine::open(dir.path(), settings(&clock)).expect("open");
-    let memory = Engine::memory(settings(&clock)).expect("open");
+    let memory =
+        Engine::with_backend(sessiondb::MemoryBackend::new(), settings(&clock)).expect("open");
     #[allow(unused_mut, reason = "pushed to with the redis feature")]
     let mut subjects = vec![
         (
@@ -374,7 +381,11 @@ pub fn run_on(ops: &[Op], redis: Option<(String, String)>) {
     #[cfg(feature = "redis")]
     if let Some((url, prefix)) = redis {
         let options = sessiondb::RedisOptions::new(url.clone()).prefix(prefix.clone());
-        let engine = Engine::open_redis(options, settings(&clock)).expect("open on redis");
+        let engine = Engine::with_backend(
+            sessiondb::RedisBackend::open(options).expect("redis"),
+            settings(&clock),
+        )
+        .expect("open on redis");
         subjects.push((
             "redis",
             Subject {

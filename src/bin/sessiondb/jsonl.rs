@@ -22,7 +22,7 @@ pub(crate) fn to_line(r: &SessionRecord) -> Value {
         "last_seen": r.last_seen,
         "expires_at": r.expires_at,
         "absolute_deadline": r.absolute_deadline,
-        "idle_timeout_ms": r.idle_timeout_ms,
+        "idle_timeout_ms": r.idle_timeout.as_millis(),
         "data": data,
     })
 }
@@ -67,7 +67,7 @@ pub(crate) fn from_line(line: &str) -> Result<SessionRecord, String> {
         last_seen: num("last_seen")?,
         expires_at: num("expires_at")?,
         absolute_deadline: num("absolute_deadline")?,
-        idle_timeout_ms: num("idle_timeout_ms")?,
+        idle_timeout: std::time::Duration::from_millis(num("idle_timeout_ms")?),
         data,
     })
 }

@@ -47,7 +47,7 @@ pub(crate) fn import(engine: Engine) -> Outcome {
     // names), so a record the store would refuse is a bad line now, not
     // a failure halfway through the real import.
     if bad.is_empty() {
-        let dry = Engine::memory(config()?)?;
+        let dry = Engine::with_backend(sessiondb::MemoryBackend::new(), config()?)?;
         for (line, r) in &records {
             if let Err(e) = dry.admin().import(r) {
                 bad.push(format!("line {line}: {e}"));

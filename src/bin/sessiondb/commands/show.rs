@@ -39,7 +39,7 @@ pub(crate) fn show(engine: &Engine, id: &str, values: bool, as_json: bool) -> Ou
             "last_seen": r.last_seen,
             "expires_at": r.expires_at,
             "absolute_deadline": r.absolute_deadline,
-            "idle_timeout_ms": r.idle_timeout_ms,
+            "idle_timeout_ms": r.idle_timeout.as_millis(),
             "values": keys,
         }))?;
         return Ok(ExitCode::SUCCESS);
@@ -54,7 +54,7 @@ pub(crate) fn show(engine: &Engine, id: &str, values: bool, as_json: bool) -> Ou
     println!("last seen:     {}", time(r.last_seen));
     println!("expires:       {}", time(r.expires_at));
     println!("deadline:      {}", time(r.absolute_deadline));
-    println!("idle timeout:  {} s", r.idle_timeout_ms / 1000);
+    println!("idle timeout:  {} s", r.idle_timeout.as_secs());
     println!("values:        {}", r.data.len());
     for v in keys {
         let key = printable(v["key"].as_str().unwrap_or_default());

@@ -14,9 +14,9 @@ fn logged_in(env: &common::Env, user: &str) -> Session {
     s
 }
 
-on_every_backend_with!(
+on_every_backend!(
     a_login_past_the_limit_logs_out_the_oldest,
-    |c: sessiondb::Config| c.max_sessions_per_user(3),
+    config = |c: sessiondb::Config| c.max_sessions_per_user(3),
     |env: common::Env| {
         let mut sessions = Vec::new();
         for _ in 0..5 {

@@ -190,7 +190,7 @@ fn sweep(out: &mut Out, n: usize) {
     std::thread::sleep(Duration::from_secs(3));
     sweeping.store(true, Ordering::Relaxed);
     let t = Instant::now();
-    let swept = engine.sweep_now().expect("sweep");
+    let swept = engine.admin().sweep_now().expect("sweep");
     let sweep_s = t.elapsed().as_secs_f64();
     sweeping.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
@@ -306,7 +306,7 @@ fn memory(out: &mut Out, n: usize) {
     engine.flush().expect("flush");
     let _ = load_latencies(&engine, &cookies, 10_000, 3);
     let rss = rss_bytes() - before;
-    let disk = engine.stats().expect("stats").bytes_on_disk as f64;
+    let disk = engine.admin().stats().expect("stats").bytes_on_disk as f64;
     let engine = Arc::into_inner(engine).expect("one owner");
     engine.close().expect("close");
 

@@ -6,12 +6,13 @@
 //! with N writers waiting, one flush serves all of them, and throughput grows
 //! with concurrency instead of staying at one fsync per write.
 //!
-//! A failed flush leaves the store's state on disk unknown, so the commit
-//! log poisons itself: every later write is refused (fjall's rule).
+//! A failed flush leaves the store's state on disk unknown: it poisons the
+//! engine through its one [`Poison`], and every later write is refused.
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::poison::Poison;
 
 #[derive(Debug, Default)]
 struct State {
@@ -20,27 +21,29 @@ struct State {
     /// Every write numbered up to here is durable.
     durable: u64,
     flushing: bool,
-    failed: bool,
+    /// Writers waiting for someone else's flush (for the tests).
+    waiting: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct GroupCommit {
     state: Mutex<State>,
     flushed: Condvar,
+    poison: Arc<Poison>,
 }
 
 impl GroupCommit {
+    pub fn new(poison: Arc<Poison>) -> Self {
+        Self {
+            state: Mutex::default(),
+            flushed: Condvar::new(),
+            poison,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state is plain counters, valid whatever a panicking holder did.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Refuses writes once a flush has failed.
-    pub fn check_writable(&self) -> Result<()> {
-        if self.lock().failed {
-            return Err(Error::Poisoned);
-        }
-        Ok(())
     }
 
     /// Records a completed write; returns its sequence number and how many
@@ -52,17 +55,19 @@ impl GroupCommit {
     }
 
     /// Returns once write `seq` is durable, running the flush if nobody is.
+    /// A failed flush poisons: this caller and every later one get
+    /// [`Error::Poisoned`](crate::Error::Poisoned) with its cause.
     pub fn wait_durable(&self, seq: u64, mut flush: impl FnMut() -> Result<()>) -> Result<()> {
         let mut st = self.lock();
         loop {
-            if st.failed {
-                return Err(Error::Poisoned);
-            }
+            self.poison.check()?;
             if st.durable >= seq {
                 return Ok(());
             }
             if st.flushing {
+                st.waiting += 1;
                 st = self.flushed.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.waiting -= 1;
                 continue;
             }
             st.flushing = true;
@@ -71,15 +76,14 @@ impl GroupCommit {
             let result = flush();
             st = self.lock();
             st.flushing = false;
-            match result {
-                Ok(()) => st.durable = st.durable.max(target),
-                Err(e) => {
-                    st.failed = true;
-                    self.flushed.notify_all();
-                    return Err(e);
-                }
+            let failed = result.err().map(|e| self.poison.set(e));
+            if failed.is_none() {
+                st.durable = st.durable.max(target);
             }
             self.flushed.notify_all();
+            if let Some(e) = failed {
+                return Err(e);
+            }
         }
     }
 }
@@ -87,49 +91,71 @@ impl GroupCommit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use crate::error::Error;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
 
+    /// One writer's flush is running; seven more writers arrive and wait.
+    /// When it ends, one flush covers all seven: two flushes in all.
     #[test]
-    fn concurrent_writers_share_flushes() {
-        let gc = Arc::new(GroupCommit::default());
+    fn writers_waiting_during_a_flush_share_the_next_one() {
+        let gc = Arc::new(GroupCommit::new(Arc::default()));
         let flushes = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..16)
+        let (started, is_started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let first = {
+            let (gc, flushes) = (gc.clone(), flushes.clone());
+            std::thread::spawn(move || {
+                let (seq, _) = gc.note_write();
+                gc.wait_durable(seq, || {
+                    flushes.fetch_add(1, Ordering::SeqCst);
+                    started.send(()).expect("main waits");
+                    released.recv().expect("main releases");
+                    Ok(())
+                })
+            })
+        };
+        is_started.recv().expect("the first flush starts");
+        let others: Vec<_> = (0..7)
             .map(|_| {
                 let (gc, flushes) = (gc.clone(), flushes.clone());
                 std::thread::spawn(move || {
-                    for _ in 0..50 {
-                        let (seq, _) = gc.note_write();
-                        gc.wait_durable(seq, || {
-                            flushes.fetch_add(1, Ordering::SeqCst);
-                            std::thread::yield_now();
-                            Ok(())
-                        })
-                        .expect("no failure");
-                    }
+                    let (seq, _) = gc.note_write();
+                    gc.wait_durable(seq, || {
+                        flushes.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    })
                 })
             })
             .collect();
-        for t in threads {
-            t.join().expect("thread");
+        while gc.lock().waiting < 7 {
+            std::thread::yield_now();
         }
-        let st = gc.lock();
-        assert_eq!(st.written, 800);
-        assert_eq!(st.durable, 800);
-        assert!(flushes.load(Ordering::SeqCst) <= 800);
+        release.send(()).expect("first flush waits");
+        first.join().expect("thread").expect("durable");
+        for t in others {
+            t.join().expect("thread").expect("durable");
+        }
+        assert_eq!(flushes.load(Ordering::SeqCst), 2);
+        assert_eq!(gc.lock().durable, 8);
     }
 
     #[test]
-    fn a_failed_flush_poisons() {
-        let gc = GroupCommit::default();
+    fn a_failed_flush_poisons_with_its_cause() {
+        let poison = Arc::new(Poison::default());
+        let gc = GroupCommit::new(poison.clone());
         let (seq, _) = gc.note_write();
         let err = gc.wait_durable(seq, || Err(Error::Storage("disk on fire".into())));
-        assert!(matches!(err, Err(Error::Storage(_))));
-        assert!(matches!(gc.check_writable(), Err(Error::Poisoned)));
+        let Err(Error::Poisoned { cause }) = err else {
+            panic!("{err:?}")
+        };
+        assert!(matches!(*cause, Error::Storage(_)));
+        assert!(matches!(poison.check(), Err(Error::Poisoned { .. })));
+        // A later flush that would succeed changes nothing.
         let (seq, _) = gc.note_write();
         assert!(matches!(
             gc.wait_durable(seq, || Ok(())),
-            Err(Error::Poisoned)
+            Err(Error::Poisoned { .. })
         ));
     }
 }

@@ -137,7 +137,7 @@ impl Config {
 
     /// Whether to run the background sweeper thread. Default `true`. Expired
     /// sessions are invisible either way; without the thread they stay on
-    /// disk until [`Engine::sweep_now`](crate::Engine::sweep_now).
+    /// disk until [`Admin::sweep_now`](crate::Admin::sweep_now).
     pub fn sweeper(mut self, on: bool) -> Self {
         self.sweeper = on;
         self
@@ -172,11 +172,11 @@ impl Config {
     /// that many records. Must be at least 1.
     ///
     /// The limit is applied at login: logins racing each other may leave a
-    /// user briefly over it until the next, and [`Engine::import`]
+    /// user briefly over it until the next, and [`Admin::import`]
     /// (restoring a backup) does not apply it. Listing returns the newest
     /// that many whatever the store holds.
     ///
-    /// [`Engine::import`]: crate::Engine::import
+    /// [`Admin::import`]: crate::Admin::import
     pub fn max_sessions_per_user(mut self, n: usize) -> Self {
         self.max_sessions_per_user = n;
         self

@@ -147,7 +147,7 @@ pub enum Error {
         max: usize,
     },
 
-    /// A record offered to [`Engine::import`](crate::Engine::import) has
+    /// A record offered to [`Admin::import`](crate::Admin::import) has
     /// times no session of this engine can have. Nothing was written.
     #[error("session {id_hint}: record refused: {reason}")]
     InvalidRecord {
@@ -167,6 +167,10 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A session's record could not be encoded.
+    #[error("the session record does not encode")]
+    EncodeRecord(#[source] BoxError),
+
     /// A named value did not decode as the requested type.
     #[error("session value `{key}` does not decode as the requested type")]
     Decode {
@@ -177,10 +181,35 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// An earlier flush to disk failed, so the store's state on disk is
-    /// unknown: writes are refused until the engine is reopened.
-    #[error("an earlier flush failed; writes are refused until the store is reopened")]
-    Poisoned,
+    /// A write could not be made durable (a flush failed, at close too) or
+    /// the store could not apply a write as it was answered, so its state on
+    /// disk is unknown: writes are refused until the engine is reopened, and
+    /// the store is not marked closed cleanly (the next open checks it).
+    #[error("the store refuses writes until it is reopened: a write could not be made durable")]
+    Poisoned {
+        /// The first failure, shared by every error that reports it.
+        #[source]
+        cause: std::sync::Arc<Error>,
+    },
+
+    /// A background thread (the sweeper, the sled committer) could not be
+    /// started.
+    #[error("could not start the {name} thread")]
+    Thread {
+        /// The thread's name.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The backend does not offer what was asked (a custom backend without
+    /// [`Maintenance`](crate::Maintenance)).
+    #[error("the backend does not support {what}")]
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+    },
 
     /// The engine was closed.
     #[error("the engine is closed")]

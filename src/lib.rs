@@ -66,8 +66,8 @@
 //!   (else), each a page of the user's index at a time; a user keeps at most
 //!   [`Config::max_sessions_per_user`] sessions (100), the oldest logged out
 //!   first.
-//! - **Operations.** [`Engine::stats`], [`Engine::check`] (the invariants of
-//!   the three trees), [`Engine::sweep_now`].
+//! - **Operations.** [`Admin::stats`], [`Admin::check`] (the invariants of
+//!   the three trees), [`Admin::sweep_now`].
 //!
 //! # Storage
 //!
@@ -78,7 +78,7 @@
 //! instant a crash comes at. A fourth tree, `revoked`, remembers what was
 //! revoked (each destroyed id, the id a login replaced, each user logged
 //! out everywhere and when) for the longest absolute timeout the store has
-//! been opened with, so that [`Engine::import`] of an older export cannot
+//! been opened with, so that [`Admin::import`] of an older export cannot
 //! bring it back; the sweeper forgets entries past their time. [`Engine::memory`] runs the same logic in
 //! memory, for tests and as a benchmark baseline; [`Backend`] is the trait
 //! for others. A directory holding something other than a sessiondb store is
@@ -111,14 +111,19 @@
 //!   backend also applies concurrent writes in one shared transaction.
 //!   Touches (a read moving `last_seen`) and sweeper deletions never wait:
 //!   losing one is harmless, because expiry is re-checked on every read.
-//! - **After a failed flush** the engine refuses every further write with
-//!   [`Error::Poisoned`] until it is reopened: the state on disk is unknown,
-//!   and pretending otherwise would acknowledge writes that may be lost. The
+//! - **After a failed flush** (at close too) the engine refuses every
+//!   further write with [`Error::Poisoned`], which carries the first
+//!   failure, until it is reopened: the state on disk is unknown, and
+//!   pretending otherwise would acknowledge writes that may be lost. The
 //!   write whose flush failed got the error; it may or may not be on disk.
-//! - [`Engine::close`] (and `Drop`) stops the sweeper, flushes and releases
-//!   the store.
+//!   A poisoned store is never marked closed cleanly, so the next open
+//!   checks it; a later flush that happens to succeed changes nothing (on
+//!   Linux a second `fdatasync` after an EIO can report success).
+//! - [`Engine::close`] (or `Drop`, whichever comes first, exactly once)
+//!   stops the sweeper, flushes and releases the store, and marks it
+//!   closed cleanly only if that flush succeeded.
 //! - **After a crash** (no clean close) [`Engine::open`] runs
-//!   [`Engine::check`] and, if anything is broken, [`Engine::repair`]
+//!   [`Admin::check`] and, if anything is broken, [`Admin::repair`]
 //!   before returning; [`Engine::recovery`] reports what it found.
 //!
 //! # Damaged stores
@@ -126,8 +131,8 @@
 //! A record whose bytes do not decode is reported, not hidden: loading it
 //! fails with [`Error::Corrupt`] (naming the session's id hint) rather than
 //! returning "no session", so damage shows up in logs instead of as a silent
-//! logout; every other session stays readable. [`Engine::check`] lists it
-//! with every other broken invariant, and [`Engine::repair`] moves it to a
+//! logout; every other session stays readable. [`Admin::check`] lists it
+//! with every other broken invariant, and [`Admin::repair`] moves it to a
 //! `quarantine` tree (never deleting it) and rebuilds the `expiry` and
 //! `users` indexes from `sessions`, the source of truth.
 //!
@@ -138,7 +143,9 @@
 //! fails with [`Error::Conflict`] instead of silently overwriting the first.
 //! [`Engine::update`] loads, applies a closure and saves, retrying on
 //! conflict, so no update is lost; updates of one session within a process
-//! take turns. A save of a session that was destroyed (or expired) in the
+//! take turns. [`Engine::save_merging`] is the policy the axum layer applies
+//! to whole requests: a conflicting save lays its changed values over the
+//! newer copy instead of failing. A save of a session that was destroyed (or expired) in the
 //! meantime fails with [`Error::Gone`]: logout is never undone by a late
 //! request.
 //!
@@ -148,7 +155,7 @@
 //! expired sessions every [`Config::sweep_interval`] in batches of
 //! [`Config::sweep_batch`], re-checking each inside the transaction that
 //! deletes it. It is cleanup, not correctness. Tests inject a
-//! [`ManualClock`] and call [`Engine::sweep_now`] instead of sleeping.
+//! [`ManualClock`] and call [`Admin::sweep_now`] instead of sleeping.
 
 // Library code never panics on a failed Result; tests may.
 #![cfg_attr(not(test), deny(clippy::expect_used))]
@@ -160,7 +167,9 @@ mod config;
 mod cookie;
 mod engine;
 mod error;
+mod poison;
 mod record;
+mod session;
 mod sweeper;
 mod token;
 #[cfg(feature = "axum")]
@@ -169,19 +178,33 @@ pub mod web;
 pub use backend::memory::MemoryBackend;
 #[cfg(feature = "redis")]
 pub use backend::redis::{RedisBackend, RedisOptions};
-pub use backend::{Backend, BackendStats, Outcome, UserPage, Violation};
+pub use backend::{Backend, BackendStats, Maintenance, Outcome, Stored, UserPage, Violation};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Durability};
 pub use cookie::{
-    CookieBuilder, CookieConfig, HostPrefix, Lookup, MAX_SCAN_BYTES, MAX_VERIFY, Pairs, SameSite,
-    pairs,
+    CookieBuilder, CookieConfig, HostPrefix, Lookup, MAX_SCAN_BYTES, MAX_VERIFY, SameSite,
 };
 pub use engine::{
-    Engine, Imported, Recovery, RepairReport, Session, SessionInfo, SessionRecord, Stats,
+    Admin, Engine, Imported, Recovery, RepairReport, SessionInfo, SessionRecord, Stats,
 };
 pub use error::{BoxError, Error, Result};
-pub use record::{FORMAT_VERSION, FormatError, Meta as RecordMeta};
+pub use record::{FORMAT_VERSION, FormatError};
+pub use session::Session;
 pub use token::{Key, KeyRing, Purpose, SessionId, TOKEN_VERSION, Token};
+
+/// Internals the fuzz crate (`fuzz/`) and its corpus replay
+/// (`tests/fuzz_corpus.rs`) exercise directly. Not part of the API: no
+/// stability promise, and it may change in any release.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::cookie::{Pairs, pairs};
+    use crate::{FormatError, Stored};
+
+    /// Reads a record as the stores frame it (header, then body).
+    pub fn parse_record(bytes: &[u8]) -> Result<Stored, FormatError> {
+        Stored::parse(bytes)
+    }
+}
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

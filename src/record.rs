@@ -168,20 +168,51 @@ impl Body {
     }
 }
 
-/// Encodes a stored value. `user` must be at most [`MAX_USER_LEN`] bytes
-/// (the engine checks it before calling).
-pub fn encode(version: u64, user: Option<&str>, body: &Body) -> Result<Vec<u8>, EncodeError> {
+/// Frames a stored value: the header, then `body` (the backends' part of
+/// the format).
+pub fn frame(
+    version: u64,
+    expires_at: u64,
+    user: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<u8>, EncodeError> {
     let user = user.unwrap_or("");
     let user_len = u16::try_from(user.len()).map_err(|_| EncodeError::UserTooLong)?;
-    let mut out = Vec::with_capacity(HEADER_LEN + user.len() + 64);
+    let mut out = Vec::with_capacity(framed_len(user.len(), body.len()));
     out.push(FORMAT_VERSION);
     out.extend_from_slice(&version.to_be_bytes());
-    out.extend_from_slice(&body.expires_at().to_be_bytes());
+    out.extend_from_slice(&expires_at.to_be_bytes());
     out.extend_from_slice(&user_len.to_be_bytes());
     out.extend_from_slice(user.as_bytes());
-    bincode::serde::encode_into_std_write(body, &mut out, bincode_config())
-        .map_err(EncodeError::Body)?;
+    out.extend_from_slice(body);
     Ok(out)
+}
+
+/// The length of a framed value whose user is `user_len` bytes long.
+pub fn framed_len(user_len: usize, body_len: usize) -> usize {
+    HEADER_LEN + user_len + body_len
+}
+
+/// Encodes a body (the engine's part of the format).
+pub fn encode_body(body: &Body) -> Result<Vec<u8>, EncodeError> {
+    bincode::serde::encode_to_vec(body, bincode_config()).map_err(EncodeError::Body)
+}
+
+/// Decodes a body; the whole of `bytes` must be used.
+pub fn decode_body(bytes: &[u8]) -> Result<Body, FormatError> {
+    let (decoded, used): (Body, usize) =
+        bincode::serde::decode_from_slice(bytes, bincode_config()).map_err(FormatError::Body)?;
+    if used != bytes.len() {
+        return Err(FormatError::Trailing(bytes.len() - used));
+    }
+    Ok(decoded)
+}
+
+/// Encodes a whole stored value, a framed body: for the tests (the engine
+/// encodes bodies, the backends frame them).
+#[cfg(test)]
+pub fn encode(version: u64, user: Option<&str>, body: &Body) -> Result<Vec<u8>, EncodeError> {
+    frame(version, body.expires_at(), user, &encode_body(body)?)
 }
 
 /// Why a record could not be encoded.
@@ -196,15 +227,10 @@ pub enum EncodeError {
     Body(#[source] bincode::error::EncodeError),
 }
 
-/// Decodes a stored value into its header and body.
+/// Decodes a whole stored value into its header and body.
 pub fn decode(bytes: &[u8]) -> Result<(Meta<'_>, Body), FormatError> {
     let (meta, body) = Meta::parse(bytes)?;
-    let (decoded, used): (Body, usize) =
-        bincode::serde::decode_from_slice(body, bincode_config()).map_err(FormatError::Body)?;
-    if used != body.len() {
-        return Err(FormatError::Trailing(body.len() - used));
-    }
-    Ok((meta, decoded))
+    Ok((meta, decode_body(body)?))
 }
 
 /// Encodes one named value (any serde type).

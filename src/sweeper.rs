@@ -3,19 +3,33 @@
 //!
 //! It is cleanup, not correctness: readers re-check expiry, so an expired
 //! session is gone to them before the sweeper reaches it. Each pass reads
-//! the `expiry` index up to now in batches of `sweep_batch` and deletes each
-//! session in its own small transaction after re-reading it there (a request
-//! may have touched it since), so readers never wait for a whole pass.
+//! the `expiry` index up to now in batches and deletes each session in its
+//! own small transaction after re-reading it there (a request may have
+//! touched it since), so readers never wait for a whole pass.
+//!
+//! The module knows the backend and nothing above it: the engine hands the
+//! thread the pass to run, and reads the counters the sweeper keeps.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded, select, tick};
 
-use crate::engine::Inner;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
+
+/// What the sweeper has done since the engine opened.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Sessions deleted.
+    pub swept: AtomicU64,
+    /// Passes completed.
+    pub passes: AtomicU64,
+    /// Passes that failed.
+    pub errors: AtomicU64,
+}
 
 /// The running thread and the channel that stops it.
 #[derive(Debug)]
@@ -25,7 +39,13 @@ pub(crate) struct Sweeper {
 }
 
 impl Sweeper {
-    pub fn spawn(inner: Arc<Inner>, every: Duration) -> Result<Self> {
+    /// Starts the thread: it runs `pass` every `every`, counting failures in
+    /// `counters`.
+    pub fn spawn(
+        every: Duration,
+        counters: Arc<Counters>,
+        mut pass: impl FnMut() -> Result<u64> + Send + 'static,
+    ) -> Result<Self> {
         let (stop, stopped) = bounded::<()>(1);
         let (started, is_started) = bounded::<()>(1);
         let ticks = tick(every);
@@ -38,8 +58,8 @@ impl Sweeper {
                 loop {
                     select! {
                         recv(ticks) -> _ => {
-                            if pass(&inner).is_err() {
-                                inner.sweep_errors.fetch_add(1, Ordering::Relaxed);
+                            if pass().is_err() {
+                                counters.errors.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                         // A message or a dropped sender: either way, stop.
@@ -47,9 +67,9 @@ impl Sweeper {
                     }
                 }
             })
-            .map_err(|e| Error::Io {
-                path: "<sweeper thread>".into(),
-                source: e,
+            .map_err(|source| Error::Thread {
+                name: "sessiondb-sweep",
+                source,
             })?;
         // Either the thread said it runs, or it is gone (sender dropped).
         let _ = is_started.recv();
@@ -65,18 +85,25 @@ impl Sweeper {
     }
 }
 
-/// One pass: deletes every session expired as of its start.
-pub(crate) fn pass(inner: &Inner) -> Result<u64> {
-    let now = inner.now();
-    let batch = inner.s.sweep_batch;
+/// One pass: deletes every session expired as of `now`, `batch` at a time,
+/// calling `after_delete` after each batch that deleted anything (the
+/// engine's write bookkeeping); then forgets revocations past their time.
+/// Returns how many sessions it deleted.
+pub(crate) fn pass(
+    backend: &dyn Backend,
+    now: u64,
+    batch: usize,
+    counters: &Counters,
+    mut after_delete: impl FnMut() -> Result<()>,
+) -> Result<u64> {
     let mut deleted = 0u64;
     loop {
-        let ids = inner.backend.expired(now, batch)?;
-        let n = inner.backend.delete_expired(&ids, now)?;
+        let ids = backend.expired(now, batch)?;
+        let n = backend.delete_expired(&ids, now)?;
         deleted += n;
         let progress = n > 0;
         if progress {
-            inner.after_sweep_delete()?;
+            after_delete()?;
         }
         // A short batch is the last; a batch that deleted nothing holds only
         // entries `check` reports, which re-reading would not change.
@@ -84,9 +111,8 @@ pub(crate) fn pass(inner: &Inner) -> Result<u64> {
             break;
         }
     }
-    // Revocations past their time (see `Engine::import`), in batches too.
-    while inner.backend.forget_revocations(now, batch)? >= batch as u64 {}
-    inner.swept.fetch_add(deleted, Ordering::Relaxed);
-    inner.sweep_passes.fetch_add(1, Ordering::Relaxed);
+    while backend.forget_revocations(now, batch)? >= batch as u64 {}
+    counters.swept.fetch_add(deleted, Ordering::Relaxed);
+    counters.passes.fetch_add(1, Ordering::Relaxed);
     Ok(deleted)
 }

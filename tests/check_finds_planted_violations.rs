@@ -46,7 +46,7 @@ fn check_reports_each_planted_violation() {
     }
 
     let engine = Engine::open(dir.path(), common::config(&env.clock)).expect("reopen");
-    let found = engine.check().expect("check");
+    let found = engine.admin().check().expect("check");
     let has = |f: &dyn Fn(&Violation) -> bool| found.iter().any(f);
     assert!(
         has(&|v| matches!(v, Violation::MissingExpiry { id, .. } if id == a.id())),
@@ -115,15 +115,15 @@ fn repair_mends_every_planted_violation_and_quarantines_garbage() {
         db.flush().expect("flush");
     }
     let engine = Engine::open(dir.path(), common::config(&env.clock)).expect("reopen");
-    let before = engine.check().expect("check");
+    let before = engine.admin().check().expect("check");
     assert!(before.len() >= 6, "{before:#?}");
-    let report = engine.repair().expect("repair");
+    let report = engine.admin().repair().expect("repair");
     assert!(report.remaining.is_empty(), "{report:#?}");
     assert_eq!(
         report.quarantined, 3,
         "c, the 0xAA record and the short key"
     );
-    assert!(engine.check().expect("check").is_empty());
+    assert!(engine.admin().check().expect("check").is_empty());
     // Sound sessions are whole again, including their index entries.
     assert!(engine.load_id(a.id()).expect("load").is_some());
     assert_eq!(engine.sessions_of("gina").expect("list").len(), 1);
@@ -133,9 +133,9 @@ fn repair_mends_every_planted_violation_and_quarantines_garbage() {
     );
     // The sweeper finds a's expiry entry again.
     env.clock.advance(std::time::Duration::from_secs(31 * 60));
-    assert_eq!(engine.sweep_now().expect("sweep"), 2);
+    assert_eq!(engine.admin().sweep_now().expect("sweep"), 2);
     // A second repair has nothing to do.
-    assert!(engine.repair().expect("repair").fixed.is_empty());
+    assert!(engine.admin().repair().expect("repair").fixed.is_empty());
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn repair_mends_the_memory_backend_too() {
     // reports nothing to do.
     let env = common::Env::memory();
     env.stored(1);
-    let report = env.engine.repair().expect("repair");
+    let report = env.engine.admin().repair().expect("repair");
     assert!(report.fixed.is_empty() && report.remaining.is_empty());
     assert_eq!(report.quarantined, 0);
 }
@@ -173,5 +173,5 @@ fn open_after_a_crash_repairs_and_reports_what_it_found() {
     let repair = recovery.repair.as_ref().expect("repaired");
     assert_eq!(repair.fixed.len(), 1);
     assert!(repair.remaining.is_empty());
-    assert!(engine.check().expect("check").is_empty());
+    assert!(engine.admin().check().expect("check").is_empty());
 }

@@ -23,7 +23,7 @@ on_every_backend!(empty_new_sessions_are_not_written, |env: common::Env| {
     env.engine.save(&mut s).expect("save");
     assert!(s.is_new());
     assert!(env.engine.load_id(s.id()).expect("load").is_none());
-    assert_eq!(env.engine.stats().expect("stats").live_sessions, 0);
+    assert_eq!(env.engine.admin().stats().expect("stats").live_sessions, 0);
     // Inserting then removing leaves it empty: still nothing written.
     s.insert("x", &1u8).expect("insert");
     s.remove("x");

@@ -123,7 +123,7 @@ fn child_thread(t: usize, seed: u64, engine: &Engine, clock: &ManualClock, say: 
                     .update(&id, |s| s.insert("v", &v).expect("insert"))
                     .expect("update");
                 match done {
-                    Some(()) => say(format!("A {t} update {} {v} {c0}", id.to_base64())),
+                    Some(_) => say(format!("A {t} update {} {v} {c0}", id.to_base64())),
                     None => {
                         say(format!("A {t} gone {}", id.to_base64()));
                         mine.retain(|m| *m != id);
@@ -180,7 +180,7 @@ fn child_thread(t: usize, seed: u64, engine: &Engine, clock: &ManualClock, say: 
                 clock.set(to);
                 say(format!("A {t} advance {to}"));
                 say(format!("B {t} sweep"));
-                let n = engine.sweep_now().expect("sweep");
+                let n = engine.admin().sweep_now().expect("sweep");
                 say(format!("A {t} sweep {n}"));
             }
             _ => {}
@@ -450,7 +450,7 @@ fn one_kill(seed: u64, strict: bool) -> (usize, bool, Vec<String>) {
         recovery.found.is_empty(),
         "seed {seed} strict={strict}: at open: {recovery:#?}"
     );
-    let violations = engine.check().expect("check");
+    let violations = engine.admin().check().expect("check");
     assert!(
         violations.is_empty(),
         "seed {seed} strict={strict}: {violations:#?}"

@@ -133,7 +133,7 @@ async fn cross_origin_requests_are_refused_even_on_exempt_paths() {
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{name}: {value}");
         assert!(r.cookie.is_none());
     }
-    assert_eq!(engine.stats().expect("stats").live_sessions, 0);
+    assert_eq!(engine.admin().stats().expect("stats").live_sessions, 0);
     // With Secure cookies, a plain-HTTP page on the same host (a man in
     // the middle's) is another origin.
     let r = call(

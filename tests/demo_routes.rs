@@ -156,7 +156,7 @@ async fn bad_names_are_400_with_a_json_error() {
     }
     let r = b.call("POST", "/api/login", Some(json!({"name": 1}))).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(demo.engine.stats().expect("stats").live_sessions, 0);
+    assert_eq!(demo.engine.admin().stats().expect("stats").live_sessions, 0);
 }
 
 #[tokio::test]
@@ -177,7 +177,7 @@ async fn no_or_bad_cookie_is_401_everywhere() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // A forged cookie names no session: nothing to clear, nothing written.
     assert!(r.set_cookie.is_empty());
-    assert_eq!(demo.engine.stats().expect("stats").live_sessions, 0);
+    assert_eq!(demo.engine.admin().stats().expect("stats").live_sessions, 0);
 }
 
 #[tokio::test]
@@ -302,7 +302,7 @@ async fn logout_is_204_clears_the_cookie_and_the_session_is_gone() {
         b.call("GET", "/api/me", None).await.status,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(demo.engine.stats().expect("stats").live_sessions, 0);
+    assert_eq!(demo.engine.admin().stats().expect("stats").live_sessions, 0);
 }
 
 #[tokio::test]

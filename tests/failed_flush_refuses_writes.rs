@@ -16,17 +16,28 @@ fn a_failed_strict_flush_poisons_the_engine() {
     probe.fail_flush.store(true, SeqCst);
     let mut copy = env.engine.load_id(s.id()).expect("load").expect("live");
     copy.insert("k", &2u32).expect("insert");
-    assert!(matches!(env.engine.save(&mut copy), Err(Error::Storage(_))));
+    // The write whose flush failed gets the failure, as its cause.
+    let err = env.engine.save(&mut copy).expect_err("the flush fails");
+    let Error::Poisoned { cause } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(matches!(**cause, Error::Storage(_)), "{cause:?}");
     // Even with the disk back, writes stay refused until reopened.
     probe.fail_flush.store(false, SeqCst);
     let mut other = env.engine.create().expect("create");
     other.insert("x", &1u8).expect("insert");
-    assert!(matches!(env.engine.save(&mut other), Err(Error::Poisoned)));
-    assert!(matches!(env.engine.destroy(&s), Err(Error::Poisoned)));
+    assert!(matches!(
+        env.engine.save(&mut other),
+        Err(Error::Poisoned { .. })
+    ));
+    assert!(matches!(
+        env.engine.destroy(&s),
+        Err(Error::Poisoned { .. })
+    ));
     // Reads still work.
     assert!(env.engine.load_id(s.id()).expect("load").is_some());
-    let msg = Error::Poisoned.to_string();
-    assert!(msg.contains("refused"), "{msg}");
+    let msg = err.to_string();
+    assert!(msg.contains("refuses writes"), "{msg}");
 }
 
 #[test]

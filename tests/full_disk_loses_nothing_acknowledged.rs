@@ -78,7 +78,7 @@ fn a_full_disk_fails_writes_clearly_and_loses_nothing() {
     assert!(
         matches!(
             failure,
-            Error::Storage(_) | Error::Io { .. } | Error::Poisoned
+            Error::Storage(_) | Error::Io { .. } | Error::Poisoned { .. }
         ),
         "{failure:?}"
     );
@@ -89,8 +89,10 @@ fn a_full_disk_fails_writes_clearly_and_loses_nothing() {
     drop(engine);
 
     std::fs::remove_file(&filler).expect("make room");
-    let engine = Engine::open(&store, config()).expect("opens cleanly with room again");
-    assert!(engine.check().expect("check").is_empty());
+    let engine = Engine::open(&store, config()).expect("opens with room again");
+    // The engine was poisoned, so it was not closed cleanly: checked.
+    assert!(engine.recovery().is_some());
+    assert!(engine.admin().check().expect("check").is_empty());
     for (id, i) in &acked {
         let s = engine
             .load_id(id)
@@ -113,7 +115,14 @@ fn injected_fallback() {
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let mut s = env.engine.create().expect("create");
     s.insert("x", &1u8).expect("insert");
-    assert!(matches!(env.engine.save(&mut s), Err(Error::Storage(_))));
-    assert!(matches!(env.engine.save(&mut s), Err(Error::Poisoned)));
+    let err = env.engine.save(&mut s).expect_err("the flush fails");
+    assert!(
+        matches!(&err, Error::Poisoned { cause } if matches!(**cause, Error::Storage(_))),
+        "{err:?}"
+    );
+    assert!(matches!(
+        env.engine.save(&mut s),
+        Err(Error::Poisoned { .. })
+    ));
     assert!(env.engine.load_id(kept.id()).expect("load").is_some());
 }

@@ -137,7 +137,7 @@ fn a_fixed_session_is_stored_as_the_golden_bytes() {
     record.version = 77;
     record.expires_at = 0;
     assert!(matches!(
-        engine.import(&record),
+        engine.admin().import(&record),
         Ok(sessiondb::Imported::Written)
     ));
     engine.close().expect("close");
@@ -183,6 +183,7 @@ fn the_golden_bytes_read_back_as_their_fields() {
 
     let engine = open(tmp.path(), &clock);
     let records: Vec<SessionRecord> = engine
+        .admin()
         .records(None, 10)
         .expect("records")
         .into_iter()
@@ -195,7 +196,7 @@ fn the_golden_bytes_read_back_as_their_fields() {
         Some(vec!["book".to_owned()])
     );
     assert_eq!(records[1].get::<u32>("n").expect("decodes"), Some(300));
-    let violations = engine.check().expect("check");
+    let violations = engine.admin().check().expect("check");
     assert!(violations.is_empty(), "{violations:#?}");
     let listed = engine.sessions_of("alice").expect("list");
     assert_eq!(

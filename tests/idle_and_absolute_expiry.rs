@@ -24,8 +24,11 @@ fn idle_expiry(env: Env) {
     env.advance(601);
     assert!(env.engine.load_id(s.id()).expect("load").is_none());
     // Not swept, yet invisible; the sweeper then removes it.
-    assert_eq!(env.engine.stats().expect("stats").expired_pending, 1);
-    assert_eq!(env.engine.sweep_now().expect("sweep"), 1);
+    assert_eq!(
+        env.engine.admin().stats().expect("stats").expired_pending,
+        1
+    );
+    assert_eq!(env.engine.admin().sweep_now().expect("sweep"), 1);
     env.assert_sound();
 }
 

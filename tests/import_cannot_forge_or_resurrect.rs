@@ -13,6 +13,7 @@ const HOUR: u64 = 3_600_000;
 
 fn export(engine: &Engine) -> Vec<SessionRecord> {
     engine
+        .admin()
         .records(None, 1000)
         .expect("records")
         .into_iter()
@@ -43,8 +44,16 @@ on_every_backend!(
         r.absolute_deadline = r.created_at + decade;
         r.idle_timeout_ms = decade;
         r.expires_at = r.created_at + decade;
-        assert_eq!(env.engine.import(&r).expect("import"), Imported::Written);
-        let stored = env.engine.record(&r.id).expect("read").expect("live");
+        assert_eq!(
+            env.engine.admin().import(&r).expect("import"),
+            Imported::Written
+        );
+        let stored = env
+            .engine
+            .admin()
+            .record(&r.id)
+            .expect("read")
+            .expect("live");
         // The defaults: 30 minutes idle, 24 hours absolute.
         assert_eq!(stored.idle_timeout_ms, 30 * 60 * 1000);
         assert_eq!(stored.absolute_deadline, r.created_at + 24 * HOUR);
@@ -63,17 +72,17 @@ on_every_backend!(
         future.last_seen = now + 2 * HOUR;
         future.created_at = now + HOUR;
         for r in [&before, &future] {
-            let err = env.engine.import(r).expect_err("refused");
+            let err = env.engine.admin().import(r).expect_err("refused");
             assert!(matches!(err, Error::InvalidRecord { .. }), "{err:?}");
-            assert!(env.engine.record(&r.id).expect("read").is_none());
+            assert!(env.engine.admin().record(&r.id).expect("read").is_none());
         }
         let mut huge = record(now, None);
         huge.data.insert("blob".into(), vec![0; 200 * 1024]);
         assert!(matches!(
-            env.engine.import(&huge),
+            env.engine.admin().import(&huge),
             Err(Error::TooLarge { .. })
         ));
-        assert_eq!(env.engine.stats().expect("stats").live_sessions, 0);
+        assert_eq!(env.engine.admin().stats().expect("stats").live_sessions, 0);
     }
 );
 
@@ -114,17 +123,17 @@ on_every_backend!(
         for r in &backup {
             assert!(revoked.contains(&r.id));
             assert_eq!(
-                e.import(r).expect("import"),
+                e.admin().import(r).expect("import"),
                 Imported::Revoked,
                 "{:?}",
                 r.id
             );
-            assert!(e.record(&r.id).expect("read").is_none());
+            assert!(e.admin().record(&r.id).expect("read").is_none());
         }
         // A later export of uma's new session imports into a store that lost it.
-        let later = e.record(fresh.id()).expect("read").expect("live");
+        let later = e.admin().record(fresh.id()).expect("read").expect("live");
         e.destroy(&fresh).expect("logout");
-        assert_eq!(e.import(&later).expect("import"), Imported::Revoked);
+        assert_eq!(e.admin().import(&later).expect("import"), Imported::Revoked);
         env.assert_sound();
     }
 );
@@ -141,13 +150,16 @@ fn revocations_are_forgotten_after_an_absolute_timeout() {
     // The session, the user, and the store's own horizon entry (kept).
     assert!(format!("{:?}", env.engine).contains("revocations: 3"));
     env.advance(24 * 3600 - 10);
-    env.engine.sweep_now().expect("sweep");
+    env.engine.admin().sweep_now().expect("sweep");
     assert!(format!("{:?}", env.engine).contains("revocations: 3"));
     env.advance(20);
-    env.engine.sweep_now().expect("sweep");
+    env.engine.admin().sweep_now().expect("sweep");
     assert!(format!("{:?}", env.engine).contains("revocations: 1"));
     // By then the record is past its absolute deadline: still nothing back.
-    assert_eq!(env.engine.import(&r).expect("import"), Imported::Expired);
+    assert_eq!(
+        env.engine.admin().import(&r).expect("import"),
+        Imported::Expired
+    );
 }
 
 /// An import racing "log out everywhere" of the record's user: whatever
@@ -166,7 +178,7 @@ fn import_racing_log_out_everywhere_300_rounds() {
             let (engine, start, r) = (engine.clone(), start.clone(), r.clone());
             std::thread::spawn(move || {
                 start.wait();
-                engine.import(&r).expect("import")
+                engine.admin().import(&r).expect("import")
             })
         };
         start.wait();
@@ -175,11 +187,11 @@ fn import_racing_log_out_everywhere_300_rounds() {
             .expect("log out everywhere");
         let outcome = importer.join().expect("importer");
         assert!(
-            engine.record(&r.id).expect("read").is_none(),
+            engine.admin().record(&r.id).expect("read").is_none(),
             "round {round}: {outcome:?}, and the session is back"
         );
     }
-    assert!(engine.check().expect("check").is_empty());
+    assert!(engine.admin().check().expect("check").is_empty());
 }
 
 /// Log out everywhere runs whole between the import's check and its
@@ -193,9 +205,12 @@ fn log_out_everywhere_between_an_imports_check_and_write() {
     common::arm(&counters.before_put, move || {
         assert_eq!(e.destroy_user("wes", None).expect("log out everywhere"), 0);
     });
-    assert_eq!(engine.import(&r).expect("import"), Imported::Revoked);
-    assert!(engine.record(&r.id).expect("read").is_none());
-    assert!(engine.check().expect("check").is_empty());
+    assert_eq!(
+        engine.admin().import(&r).expect("import"),
+        Imported::Revoked
+    );
+    assert!(engine.admin().record(&r.id).expect("read").is_none());
+    assert!(engine.admin().check().expect("check").is_empty());
 }
 
 #[test]
@@ -212,7 +227,7 @@ fn the_revocation_is_kept_in_the_store_across_a_restart() {
     drop(engine);
     let engine = open();
     assert_eq!(
-        engine.import(&backup[0]).expect("import"),
+        engine.admin().import(&backup[0]).expect("import"),
         Imported::Revoked
     );
 }
@@ -237,7 +252,7 @@ fn an_import_right_after_a_logins_rename_finds_the_old_id_revoked() {
         let (backup, seen, e) = (backup.clone(), seen.clone(), engine.clone());
         common::arm(&counters.after_rename, move || {
             let r = backup.lock().expect("backup").take().expect("exported");
-            *seen.lock().expect("seen") = Some(e.import(&r).expect("import"));
+            *seen.lock().expect("seen") = Some(e.admin().import(&r).expect("import"));
         });
     }
     let mut s = engine.create().expect("create");
@@ -247,7 +262,7 @@ fn an_import_right_after_a_logins_rename_finds_the_old_id_revoked() {
     *backup.lock().expect("backup") = export(&engine).pop();
     engine.login(&mut s, "xia").expect("login");
     assert_eq!(*seen.lock().expect("seen"), Some(Imported::Revoked));
-    assert!(engine.record(&old).expect("read").is_none());
+    assert!(engine.admin().record(&old).expect("read").is_none());
 }
 
 /// A regenerate that lands inside a log out everywhere's walk, after the
@@ -278,7 +293,7 @@ fn a_regenerate_inside_a_log_out_everywhere_walk_does_not_survive_it() {
         engine.sessions_of("yan").expect("list").is_empty(),
         "a session of yan survived log out everywhere ({outcome:?})"
     );
-    assert!(engine.check().expect("check").is_empty());
+    assert!(engine.admin().check().expect("check").is_empty());
 }
 
 // A session made by an instance whose clock runs ahead (within the minute
@@ -289,7 +304,7 @@ on_every_backend!(
     |env: common::Env| {
         let ahead = record(common::T0 + 30_000, Some("zed"));
         assert_eq!(
-            env.engine.import(&ahead).expect("import"),
+            env.engine.admin().import(&ahead).expect("import"),
             Imported::Written
         );
         let backup = export(&env.engine);
@@ -297,7 +312,10 @@ on_every_backend!(
             .destroy_user("zed", None)
             .expect("log out everywhere");
         for r in &backup {
-            assert_eq!(env.engine.import(r).expect("import"), Imported::Revoked);
+            assert_eq!(
+                env.engine.admin().import(r).expect("import"),
+                Imported::Revoked
+            );
         }
     }
 );
@@ -327,12 +345,12 @@ fn revocations_outlive_the_longest_absolute_timeout_the_store_has_seen() {
     let tool = Engine::open(dir.path(), common::config(&clock)).expect("open");
     tool.destroy(&s).expect("revoke");
     clock.advance(Duration::from_secs(2 * 24 * 3600));
-    tool.sweep_now().expect("sweep");
+    tool.admin().sweep_now().expect("sweep");
     tool.close().expect("close");
 
     let engine = service();
     assert_eq!(
-        engine.import(&backup[0]).expect("import"),
+        engine.admin().import(&backup[0]).expect("import"),
         Imported::Revoked
     );
 }

@@ -46,7 +46,7 @@ on_every_backend!(
             env.engine.load_id(&other).expect("load").is_some(),
             "dave untouched"
         );
-        assert_eq!(env.engine.stats().expect("stats").users, 1);
+        assert_eq!(env.engine.admin().stats().expect("stats").users, 1);
         env.assert_sound();
     }
 );

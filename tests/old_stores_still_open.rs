@@ -141,10 +141,10 @@ fn generate_format1_store() {
     say("dave", dave.id());
 
     clock.set(T_END);
-    for (id, record) in engine.records(None, 100).expect("records") {
+    for (id, record) in engine.admin().records(None, 100).expect("records") {
         println!("{}: {:?}", id.to_base64(), record.expect("decodes"));
     }
-    let violations = engine.check().expect("check");
+    let violations = engine.admin().check().expect("check");
     assert!(violations.is_empty(), "{violations:#?}");
     engine.close().expect("close");
     // sled makes `blobs/` at open; git cannot hold it empty.
@@ -333,6 +333,7 @@ fn a_format1_store_reads_back_exactly() {
 
     // Every session, and nothing else.
     let records: Vec<SessionRecord> = engine
+        .admin()
         .records(None, 100)
         .expect("records")
         .into_iter()
@@ -367,9 +368,9 @@ fn a_format1_store_reads_back_exactly() {
     }
 
     // The indexes agree with the records.
-    let violations = engine.check().expect("check");
+    let violations = engine.admin().check().expect("check");
     assert!(violations.is_empty(), "{violations:#?}");
-    let stats = engine.stats().expect("stats");
+    let stats = engine.admin().stats().expect("stats");
     assert_eq!(stats.live_sessions, LIVE.len() as u64);
     assert_eq!(stats.expired_pending, 0);
     let ids_of = |user: &str| {
@@ -442,7 +443,7 @@ fn a_format1_store_reads_back_exactly() {
             data: Default::default(),
         };
         assert_eq!(
-            engine.import(&old).expect("import"),
+            engine.admin().import(&old).expect("import"),
             Imported::Revoked,
             "{name} came back by import"
         );
@@ -460,6 +461,9 @@ fn a_format1_store_reads_back_exactly() {
         idle_timeout_ms: IDLE_MS,
         data: Default::default(),
     };
-    assert_eq!(engine.import(&fresh).expect("import"), Imported::Written);
+    assert_eq!(
+        engine.admin().import(&fresh).expect("import"),
+        Imported::Written
+    );
     engine.close().expect("close");
 }

@@ -60,7 +60,7 @@ fn engines_sharing_one_redis_see_each_others_logins_and_logouts_at_once() {
     assert_eq!(b.destroy_user("bob", None).expect("logout all"), 2);
     assert!(a.sessions_of("bob").expect("list").is_empty());
     assert!(a.load_id(p.id()).expect("load").is_none());
-    assert!(a.check().expect("check").is_empty());
+    assert!(a.admin().check().expect("check").is_empty());
 }
 
 #[test]
@@ -126,8 +126,8 @@ fn prefixes_keep_applications_apart() {
     one.login(&mut s, "alice").expect("login");
     assert!(two.load_id(s.id()).expect("load").is_none());
     assert!(two.sessions_of("alice").expect("list").is_empty());
-    assert_eq!(two.stats().expect("stats").live_sessions, 0);
-    assert_eq!(one.stats().expect("stats").live_sessions, 1);
+    assert_eq!(two.admin().stats().expect("stats").live_sessions, 0);
+    assert_eq!(one.admin().stats().expect("stats").live_sessions, 1);
 }
 
 #[test]
@@ -158,11 +158,11 @@ fn expiry_is_a_ttl_and_the_sweeper_trims_the_indexes() {
     assert!(e.load_id(s.id()).expect("load").is_none());
     assert_eq!(r.zcard::<_, u64>(&ukey).expect("zcard"), 1);
     // The sweeper's pass trims both indexes.
-    assert_eq!(e.sweep_now().expect("sweep"), 1);
+    assert_eq!(e.admin().sweep_now().expect("sweep"), 1);
     assert_eq!(r.zcard::<_, u64>(&ukey).expect("zcard"), 0);
     assert_eq!(r.zcard::<_, u64>(format!("{prefix}:x")).expect("zcard"), 0);
     assert!(!r.exists::<_, bool>(&key).expect("exists"));
-    assert!(e.check().expect("check").is_empty());
+    assert!(e.admin().check().expect("check").is_empty());
 }
 
 #[test]
@@ -184,17 +184,17 @@ fn index_members_of_sessions_redis_expired_are_dropped() {
     let ukey = format!("{prefix}:u:alice");
     assert_eq!(r.zcard::<_, u64>(&ukey).expect("zcard"), 1);
     // Awaiting upkeep is not a broken invariant.
-    assert!(e.check().expect("check").is_empty());
+    assert!(e.admin().check().expect("check").is_empty());
     // alice logs in again: her set drops the dead member.
     let mut new = e.create().expect("create");
     e.login(&mut new, "alice").expect("login");
     let members: Vec<String> = r.zrange(&ukey, 0, -1).expect("zrange");
     assert_eq!(members, vec![new.id().to_base64()]);
     // The sweeper drops it from the expiry index, deleting nothing.
-    assert_eq!(e.sweep_now().expect("sweep"), 0);
+    assert_eq!(e.admin().sweep_now().expect("sweep"), 0);
     let x: Vec<String> = r.zrange(format!("{prefix}:x"), 0, -1).expect("zrange");
     assert_eq!(x, vec![new.id().to_base64()]);
-    assert!(e.check().expect("check").is_empty());
+    assert!(e.admin().check().expect("check").is_empty());
 }
 
 #[test]

@@ -20,7 +20,7 @@ fn destroy_and_logout_everywhere_wait_for_the_sweepers_deletes() {
     env.engine.login(&mut mine, "alice").expect("login");
 
     env.advance(31 * 60);
-    assert_eq!(env.engine.sweep_now().expect("sweep"), 2);
+    assert_eq!(env.engine.admin().sweep_now().expect("sweep"), 2);
     let after_sweep = counters.flushes.load(SeqCst);
 
     // Both were deleted by the sweep, not by these calls...

@@ -26,7 +26,7 @@ fn sessions_survive_close_and_reopen() {
         Some(vec!["book".to_owned(), "pen".to_owned()])
     );
     assert_eq!(engine.sessions_of("alice").expect("list").len(), 1);
-    assert!(engine.check().expect("check").is_empty());
+    assert!(engine.admin().check().expect("check").is_empty());
 }
 
 #[test]

@@ -33,17 +33,20 @@ fn sweep(env: Env) {
     kept.push(rescued);
 
     env.advance(11 * 60); // first batch idle 31 min, second 11 min
-    let stats = env.engine.stats().expect("stats");
+    let stats = env.engine.admin().stats().expect("stats");
     assert_eq!(stats.expired_pending, doomed.len() as u64);
-    assert_eq!(env.engine.sweep_now().expect("sweep"), doomed.len() as u64);
+    assert_eq!(
+        env.engine.admin().sweep_now().expect("sweep"),
+        doomed.len() as u64
+    );
     for id in &kept {
         assert!(env.engine.load_id(id).expect("load").is_some());
     }
-    let stats = env.engine.stats().expect("stats");
+    let stats = env.engine.admin().stats().expect("stats");
     assert_eq!(stats.expired_pending, 0);
     assert_eq!(stats.live_sessions, kept.len() as u64);
     assert_eq!(stats.swept, doomed.len() as u64);
-    assert_eq!(env.engine.sweep_now().expect("sweep"), 0);
+    assert_eq!(env.engine.admin().sweep_now().expect("sweep"), 0);
     // The rescued session (i = 24) belongs to user0; every other user's
     // sessions expired, and their index entries went with them.
     let user0 = env.engine.sessions_of("user0").expect("list");
@@ -78,7 +81,7 @@ on_every_backend!(
         let s = env.stored(1);
         env.advance(31 * 60);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while env.engine.stats().expect("stats").swept == 0 {
+        while env.engine.admin().stats().expect("stats").swept == 0 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the sweeper never ran"
@@ -86,6 +89,6 @@ on_every_backend!(
             std::thread::yield_now();
         }
         assert!(env.engine.load_id(s.id()).expect("load").is_none());
-        assert_eq!(env.engine.stats().expect("stats").live_sessions, 0);
+        assert_eq!(env.engine.admin().stats().expect("stats").live_sessions, 0);
     }
 );

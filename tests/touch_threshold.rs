@@ -16,7 +16,12 @@ on_every_backend!(
     |env: Env| {
         let s = env.stored(1);
         let stored_state = |env: &Env| {
-            let record = env.engine.record(s.id()).expect("read").expect("live");
+            let record = env
+                .engine
+                .admin()
+                .record(s.id())
+                .expect("read")
+                .expect("live");
             (record.version, record.last_seen)
         };
         let stored = stored_state(&env);

@@ -232,3 +232,43 @@ async fn the_csrf_guard_reads_the_form_field_and_refuses_a_wrong_one() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_login_then_an_update_in_one_request_still_sends_the_new_cookie() {
+    let (engine, _) = probed();
+    let app = Router::new()
+        .route("/set", post(set))
+        .route(
+            "/login-and-count",
+            post(|session: SessionHandle| async move {
+                session.login("alice").await?;
+                let n = session
+                    .update(|s| {
+                        let n = s.get::<u32>("n").ok().flatten().unwrap_or(0) + 1;
+                        s.insert("n", &n).map(|()| n)
+                    })
+                    .await?;
+                Ok::<_, WebError>(format!("{n:?}"))
+            }),
+        )
+        .route(
+            "/who",
+            get(|session: SessionHandle| async move {
+                format!(
+                    "{:?} {:?}",
+                    session.user(),
+                    session.get::<u32>("n").ok().flatten()
+                )
+            }),
+        )
+        .layer(SessionLayer::new(engine.clone()).csrf_guard(false));
+    let (_, planted, _) = send(&app, post_with("/set", None, "k=v")).await;
+    let planted = planted.expect("cookie");
+    let (status, cookie, body) =
+        send(&app, post_with("/login-and-count", Some(&planted), "")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "Some(Ok(1))"));
+    let cookie = cookie.expect("the logged-in id's cookie");
+    assert_ne!(cookie, planted);
+    let (_, _, who) = send(&app, get_with("/who", &cookie)).await;
+    assert_eq!(who, "Some(\"alice\") Some(1)");
+}

@@ -8,9 +8,9 @@ use std::ops::Bound;
 use std::sync::{RwLock, RwLockWriteGuard};
 
 use super::ops::{self, Tree, Trees};
-use super::{Backend, BackendStats, Outcome, UserPage, Violation, keys};
+use super::{Backend, BackendStats, Maintenance, Outcome, Stored, UserPage, Violation, keys};
 use crate::error::{Error, Result};
-use crate::record::Meta;
+use crate::record::FormatError;
 use crate::token::SessionId;
 
 #[derive(Default)]
@@ -65,6 +65,15 @@ impl MemoryBackend {
         let mut guard = self.write();
         let txn = Txn(RefCell::new(&mut guard));
         f(&txn)
+    }
+}
+
+/// The caller's session, as the trees index it and store it.
+fn new_record<'a>(session: &'a Stored, bytes: &'a [u8]) -> ops::NewRecord<'a> {
+    ops::NewRecord {
+        expires_at: session.expires_at,
+        user: session.user.as_deref(),
+        bytes,
     }
 }
 
@@ -140,23 +149,25 @@ impl Trees for Txn<'_> {
 }
 
 impl Backend for MemoryBackend {
-    fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Vec<u8>>> {
+    fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Stored>> {
         let state = self.read();
         let Some(value) = state.sessions.get(id) else {
             return Ok(None);
         };
-        let (meta, _) = Meta::parse(value).map_err(|e| ops::corrupt(id, e))?;
-        Ok((meta.expires_at > now_ms).then(|| value.clone()))
+        let stored = Stored::unframe(id, value)?;
+        Ok((stored.expires_at > now_ms).then_some(stored))
     }
 
     fn put(
         &self,
         id: &SessionId,
         expected: Option<u64>,
-        value: &[u8],
-        now: u64,
+        session: &Stored,
+        now_ms: u64,
     ) -> Result<Outcome> {
-        self.atomically(|t| ops::put(t, id, expected, value, now))
+        let bytes = session.frame()?;
+        let new = new_record(session, &bytes);
+        self.atomically(|t| ops::put(t, id, expected, &new, now_ms))
     }
 
     fn rename(
@@ -164,10 +175,12 @@ impl Backend for MemoryBackend {
         old: &SessionId,
         expected: u64,
         new: &SessionId,
-        value: &[u8],
+        session: &Stored,
         now_ms: u64,
     ) -> Result<Outcome> {
-        self.atomically(|t| ops::rename(t, old, expected, new, value, now_ms))
+        let bytes = session.frame()?;
+        let record = new_record(session, &bytes);
+        self.atomically(|t| ops::rename(t, old, expected, new, &record, now_ms))
     }
 
     fn delete(&self, id: &SessionId) -> Result<bool> {
@@ -185,8 +198,14 @@ impl Backend for MemoryBackend {
             .collect())
     }
 
-    fn delete_if_expired(&self, id: &SessionId, now_ms: u64) -> Result<bool> {
-        self.atomically(|t| ops::delete_if_expired(t, id, now_ms))
+    fn delete_expired(&self, ids: &[SessionId], now_ms: u64) -> Result<u64> {
+        self.atomically(|t| {
+            let mut n = 0;
+            for id in ids {
+                n += u64::from(ops::delete_if_expired(t, id, now_ms)?);
+            }
+            Ok(n)
+        })
     }
 
     fn user_sessions(&self, user: &str, cursor: Option<&[u8]>, limit: usize) -> Result<UserPage> {
@@ -212,53 +231,6 @@ impl Backend for MemoryBackend {
 
     fn flush(&self) -> Result<()> {
         Ok(())
-    }
-
-    fn stats(&self, now_ms: u64) -> Result<BackendStats> {
-        let state = self.read();
-        let expired_pending = state
-            .expiry
-            .iter()
-            .take_while(|k| keys::parse_expiry(&k[..]).is_some_and(|(at, _)| at <= now_ms))
-            .count() as u64;
-        let mut users = 0u64;
-        let mut last: Option<Vec<u8>> = None;
-        for key in &state.users {
-            let prefix = key[..key.len().saturating_sub(32)].to_vec();
-            if last.as_ref() != Some(&prefix) {
-                users += 1;
-                last = Some(prefix);
-            }
-        }
-        Ok(BackendStats {
-            live_sessions: (state.sessions.len() as u64).saturating_sub(expired_pending),
-            expired_pending,
-            users,
-            bytes_on_disk: 0,
-        })
-    }
-
-    fn fix(&self, violation: &Violation) -> Result<bool> {
-        self.atomically(|t| ops::fix(t, violation))
-    }
-
-    fn scan(&self, after: Option<&SessionId>, limit: usize) -> Result<Vec<(SessionId, Vec<u8>)>> {
-        let state = self.read();
-        let mut ids: Vec<&SessionId> = state
-            .sessions
-            .keys()
-            .filter(|id| after.is_none_or(|a| *id > a))
-            .collect();
-        ids.sort_unstable();
-        Ok(ids
-            .into_iter()
-            .take(limit)
-            .map(|id| (*id, state.sessions.get(id).cloned().unwrap_or_default()))
-            .collect())
-    }
-
-    fn quarantined(&self) -> Result<u64> {
-        Ok(self.read().quarantine.len() as u64)
     }
 
     fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()> {
@@ -300,6 +272,58 @@ impl Backend for MemoryBackend {
         Ok(n)
     }
 
+    fn maintenance(&self) -> Option<&dyn Maintenance> {
+        Some(self)
+    }
+}
+
+impl Maintenance for MemoryBackend {
+    fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, std::result::Result<Stored, FormatError>)>> {
+        let state = self.read();
+        let mut ids: Vec<&SessionId> = state
+            .sessions
+            .keys()
+            .filter(|id| after.is_none_or(|a| *id > a))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids
+            .into_iter()
+            .take(limit)
+            .map(|id| {
+                let bytes = state.sessions.get(id).map_or(&[][..], Vec::as_slice);
+                (*id, Stored::parse(bytes))
+            })
+            .collect())
+    }
+
+    fn stats(&self, now_ms: u64) -> Result<BackendStats> {
+        let state = self.read();
+        let expired_pending = state
+            .expiry
+            .iter()
+            .take_while(|k| keys::parse_expiry(&k[..]).is_some_and(|(at, _)| at <= now_ms))
+            .count() as u64;
+        let mut users = 0u64;
+        let mut last: Option<Vec<u8>> = None;
+        for key in &state.users {
+            let prefix = key[..key.len().saturating_sub(32)].to_vec();
+            if last.as_ref() != Some(&prefix) {
+                users += 1;
+                last = Some(prefix);
+            }
+        }
+        Ok(BackendStats {
+            live_sessions: (state.sessions.len() as u64).saturating_sub(expired_pending),
+            expired_pending,
+            users,
+            bytes_on_disk: 0,
+        })
+    }
+
     fn check(&self) -> Result<Vec<Violation>> {
         let state = self.read();
         Ok(ops::check(
@@ -310,5 +334,13 @@ impl Backend for MemoryBackend {
             state.expiry.iter().map(|k| k.to_vec()),
             state.users.iter().cloned(),
         ))
+    }
+
+    fn fix(&self, violation: &Violation) -> Result<bool> {
+        self.atomically(|t| ops::fix(t, violation))
+    }
+
+    fn quarantined(&self) -> Result<u64> {
+        Ok(self.read().quarantine.len() as u64)
     }
 }

@@ -1,14 +1,15 @@
 //! Where sessions are kept: a small trait, and its sled and memory
 //! implementations.
 //!
-//! The trait speaks in session ids, stored values (records whose fixed
-//! header carries the version, the expiry time and the user), versions and
-//! times. It knows nothing of sled,
-//! so a Redis backend can implement it unchanged.
+//! [`Backend`] speaks in session ids, [`Stored`] sessions (the version,
+//! expiry and user handed over explicitly, the body opaque), versions and
+//! times; [`Maintenance`] is what operators' tools need besides. Neither
+//! knows anything of sled, so a Redis backend implements them unchanged.
 
 use std::fmt;
 
 use crate::error::Result;
+use crate::record::FormatError;
 use crate::token::SessionId;
 
 pub(crate) mod memory;
@@ -57,7 +58,7 @@ impl UserPage {
     }
 }
 
-/// Counts a backend can give cheaply enough for [`Engine::stats`](crate::Engine::stats).
+/// Counts a backend can give cheaply enough for [`Admin::stats`](crate::Admin::stats).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackendStats {
     /// Stored sessions that have not expired.
@@ -70,7 +71,7 @@ pub struct BackendStats {
     pub bytes_on_disk: u64,
 }
 
-/// One broken invariant found by [`Backend::check`].
+/// One broken invariant found by [`Maintenance::check`].
 ///
 /// `Debug` shows id hints and lengths, never a full id, a key's bytes or a
 /// user name; [`Display`](fmt::Display), for operators, names the user.
@@ -170,46 +171,117 @@ impl fmt::Display for Violation {
     }
 }
 
-/// A session store.
+/// A session as a backend keeps it: the fields the backend indexes, handed
+/// over explicitly, and the engine's encoding of everything else.
+///
+/// A backend never parses `body`; the engine never parses how a backend
+/// frames it. `Debug` shows the numbers and lengths, not the user or the
+/// body.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stored {
+    /// The record's version: 1 when first stored, +1 on every write.
+    pub version: u64,
+    /// When the session expires, ms since the Unix epoch.
+    pub expires_at: u64,
+    /// The user it belongs to, if any (at most 1024 bytes, as the engine
+    /// checks).
+    pub user: Option<String>,
+    /// The engine's encoding of the session's times and values.
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for Stored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stored")
+            .field("version", &self.version)
+            .field("expires_at", &self.expires_at)
+            .field("has_user", &self.user.is_some())
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl Stored {
+    /// A session to store.
+    pub fn new(version: u64, expires_at: u64, user: Option<String>, body: Vec<u8>) -> Self {
+        Self {
+            version,
+            expires_at,
+            user,
+            body,
+        }
+    }
+
+    /// The bytes a tree-shaped backend stores (see `record`).
+    pub(crate) fn frame(&self) -> Result<Vec<u8>> {
+        crate::record::frame(
+            self.version,
+            self.expires_at,
+            self.user.as_deref(),
+            &self.body,
+        )
+        .map_err(|e| crate::error::Error::EncodeRecord(Box::new(e)))
+    }
+
+    /// Reads back what [`frame`](Self::frame) made.
+    pub(crate) fn unframe(id: &SessionId, bytes: &[u8]) -> Result<Self> {
+        Self::parse(bytes).map_err(|e| ops::corrupt(id, e))
+    }
+
+    pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<Self, FormatError> {
+        let (meta, body) = crate::record::Meta::parse(bytes)?;
+        Ok(Self {
+            version: meta.version,
+            expires_at: meta.expires_at,
+            user: meta.user.map(str::to_owned),
+            body: body.to_vec(),
+        })
+    }
+}
+
+/// A session store: the storage verbs the engine's requests need.
 ///
 /// # Contract
 ///
 /// - A session that is absent or has expired (`expires_at <= now_ms`) is
 ///   `Ok(None)` to [`get`](Self::get), whether or not it has been swept.
 /// - `Err` is for system failures only (I/O, a lost connection, a stored
-///   value whose header does not parse), never for "not found".
+///   value that does not parse), never for "not found".
 /// - Every method that changes a session changes its index entries (expiry,
 ///   user) in the same atomic step: a crash or a concurrent reader never sees
 ///   one without the other.
 /// - Versions are checked by the store itself, atomically with the write,
 ///   never by a read followed by a write from the caller.
-/// - Values are opaque records made by the engine; a backend reads only
-///   their fixed header, with [`RecordMeta::parse`](crate::RecordMeta::parse):
-///   the version, the expiry time and the user.
+/// - The version, expiry and user of a write are handed over in
+///   [`Stored`]; its body is the engine's and opaque here.
+///
+/// What operators' tools need (listing, statistics, the invariant check
+/// and its repair) is a separate contract, [`Maintenance`].
 pub trait Backend: Send + Sync + fmt::Debug + 'static {
-    /// The stored value of a live session.
-    fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Vec<u8>>>;
+    /// A live session.
+    fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Stored>>;
 
-    /// Writes `value` if the stored version is `expected` (`None`: only if
-    /// no session has this id). A session that has expired counts as
+    /// Writes `session` if the stored version is `expected` (`None`: only if
+    /// no live session has this id). A session that has expired counts as
     /// missing, so an expired session is never revived by a late write.
     fn put(
         &self,
         id: &SessionId,
         expected: Option<u64>,
-        value: &[u8],
+        session: &Stored,
         now_ms: u64,
     ) -> Result<Outcome>;
 
-    /// Moves a session to a new id in one atomic step: writes `value` under
-    /// `new` and deletes `old`, if `old` is live at version `expected` and
-    /// `new` is free.
+    /// Moves a session to a new id in one atomic step: writes `session`
+    /// under `new` and deletes `old`, if `old` is live at version `expected`
+    /// and `new` is free.
     fn rename(
         &self,
         old: &SessionId,
         expected: u64,
         new: &SessionId,
-        value: &[u8],
+        session: &Stored,
         now_ms: u64,
     ) -> Result<Outcome>;
 
@@ -219,20 +291,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Up to `limit` ids whose expiry time is `<= now_ms`, oldest first.
     fn expired(&self, now_ms: u64, limit: usize) -> Result<Vec<SessionId>>;
 
-    /// Deletes the session if, re-read inside the same atomic step, it has
-    /// expired by `now_ms`; `true` if it was deleted.
-    fn delete_if_expired(&self, id: &SessionId, now_ms: u64) -> Result<bool>;
-
-    /// [`delete_if_expired`](Self::delete_if_expired) for each id; returns
-    /// how many were deleted. A backend may apply them in fewer atomic steps
-    /// (each session is still re-checked inside the step that deletes it).
-    fn delete_expired(&self, ids: &[SessionId], now_ms: u64) -> Result<u64> {
-        let mut n = 0;
-        for id in ids {
-            n += u64::from(self.delete_if_expired(id, now_ms)?);
-        }
-        Ok(n)
-    }
+    /// Deletes each of `ids` that, re-read inside the atomic step that
+    /// deletes it, has expired by `now_ms` (a request may have touched it
+    /// since [`expired`](Self::expired) listed it); returns how many were
+    /// deleted. A backend may delete several in one atomic step.
+    fn delete_expired(&self, ids: &[SessionId], now_ms: u64) -> Result<u64>;
 
     /// One page of the ids in `user`'s index: at most about `limit` of
     /// them (expired ones may be included; the caller re-checks). Start with
@@ -241,29 +304,6 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// returned at least once, whatever is deleted meanwhile; an id may come
     /// twice. The cursor is the backend's own (an id, a server cursor).
     fn user_sessions(&self, user: &str, cursor: Option<&[u8]>, limit: usize) -> Result<UserPage>;
-
-    /// Up to `limit` stored records (live, expired, or not decodable) whose
-    /// ids sort after `after`, in id order: pages through the whole store
-    /// for operators' tools (listing, export).
-    fn scan(&self, after: Option<&SessionId>, limit: usize) -> Result<Vec<(SessionId, Vec<u8>)>>;
-
-    /// Makes every write that has returned durable on stable storage.
-    fn flush(&self) -> Result<()>;
-
-    /// Counts for statistics.
-    fn stats(&self, now_ms: u64) -> Result<BackendStats>;
-
-    /// Every broken invariant between sessions and their index entries.
-    fn check(&self) -> Result<Vec<Violation>>;
-
-    /// Mends one violation reported by [`check`](Self::check), re-checking
-    /// it inside one atomic step; `true` if anything changed. The sessions
-    /// are the source of truth: index entries are made to agree with them,
-    /// and a record that does not decode is moved to a quarantine area.
-    fn fix(&self, violation: &Violation) -> Result<bool>;
-
-    /// How many records are in quarantine.
-    fn quarantined(&self) -> Result<u64>;
 
     /// Records a revocation, kept until `until_ms`: `key` names what was
     /// revoked (the engine's choice of bytes: a session id, a user), `at_ms`
@@ -279,11 +319,50 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// 0.
     fn forget_revocations(&self, now_ms: u64, limit: usize) -> Result<u64>;
 
+    /// Makes every write that has returned durable on stable storage.
+    fn flush(&self) -> Result<()>;
+
     /// Flushes and records a clean shutdown, so the next open can skip the
-    /// crash check. Default: [`flush`](Self::flush).
+    /// crash check. The engine calls it exactly once, and never after a
+    /// failed flush. Default: [`flush`](Self::flush).
     fn close(&self) -> Result<()> {
         self.flush()
     }
+
+    /// The operators' side of this store, if it has one: without it,
+    /// [`Admin`](crate::Admin)'s calls fail with [`Error::Unsupported`](crate::Error::Unsupported).
+    fn maintenance(&self) -> Option<&dyn Maintenance> {
+        None
+    }
+}
+
+/// What operators' tools need of a store, apart from what requests need
+/// (as tower-sessions keeps `ExpiredDeletion` apart from `SessionStore`).
+pub trait Maintenance {
+    /// Up to `limit` stored sessions (live, expired, or not readable) whose
+    /// ids sort after `after`, in id order: pages through the whole store
+    /// for listing and export. A record that does not parse comes with what
+    /// is wrong with it.
+    fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, std::result::Result<Stored, FormatError>)>>;
+
+    /// Counts for statistics.
+    fn stats(&self, now_ms: u64) -> Result<BackendStats>;
+
+    /// Every broken invariant between sessions and their index entries.
+    fn check(&self) -> Result<Vec<Violation>>;
+
+    /// Mends one violation reported by [`check`](Self::check), re-checking
+    /// it inside one atomic step; `true` if anything changed. The sessions
+    /// are the source of truth: index entries are made to agree with them,
+    /// and a record that does not decode is moved to a quarantine area.
+    fn fix(&self, violation: &Violation) -> Result<bool>;
+
+    /// How many records are in quarantine.
+    fn quarantined(&self) -> Result<u64>;
 }
 
 /// Keys of the index trees, shared by the backends that keep them.
@@ -356,9 +435,9 @@ pub(crate) mod keys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Body, encode};
+    use crate::record::{Body, encode_body};
 
-    fn value(version: u64, expires_at: u64, user: Option<&str>) -> Vec<u8> {
+    fn value(version: u64, expires_at: u64, user: Option<&str>) -> Stored {
         let body = Body {
             created_ms: 0,
             last_seen_ms: expires_at - 10,
@@ -366,7 +445,12 @@ mod tests {
             idle_timeout_ms: 10,
             ..Body::default()
         };
-        encode(version, user, &body).expect("encodes")
+        let body = encode_body(&body).expect("encodes");
+        Stored::new(version, expires_at, user.map(str::to_owned), body)
+    }
+
+    fn delete_if_expired(b: &dyn Backend, id: &SessionId, now_ms: u64) -> bool {
+        b.delete_expired(&[*id], now_ms).expect("sweep") == 1
     }
 
     /// The races the sweeper and writers must survive, on each backend.
@@ -384,7 +468,7 @@ mod tests {
                 .expect("touch"),
             Outcome::Written
         );
-        assert!(!b.delete_if_expired(&id, 100).expect("sweep"));
+        assert!(!delete_if_expired(b, &id, 100));
         assert!(b.get(&id, 100).expect("get").is_some());
         // Expired: a late write of a stale copy does not revive it.
         assert_eq!(
@@ -393,7 +477,7 @@ mod tests {
             Outcome::Missing
         );
         assert!(b.get(&id, 200).expect("get").is_none());
-        assert!(b.delete_if_expired(&id, 200).expect("sweep"));
+        assert!(delete_if_expired(b, &id, 200));
         assert!(
             b.user_sessions("u", None, 10)
                 .expect("users")
@@ -434,7 +518,13 @@ mod tests {
             vec![new]
         );
         assert!(b.get(&id, 0).expect("get").is_none());
-        assert!(b.check().expect("check").is_empty());
+        assert!(
+            b.maintenance()
+                .expect("maintained")
+                .check()
+                .expect("check")
+                .is_empty()
+        );
     }
 
     #[test]
@@ -472,9 +562,7 @@ mod tests {
                         i = (i * 7 + 3) % SESSIONS;
                         let floor = acked[i].load(Ordering::Acquire);
                         let got = b.get(&ids[i], 0).expect("get");
-                        let version = got.map_or(0, |v| {
-                            crate::record::Meta::parse(&v).expect("meta").0.version
-                        });
+                        let version = got.map_or(0, |v| v.version);
                         assert!(
                             version >= floor,
                             "session {i}: loaded version {version} after {floor} was acknowledged"
@@ -494,7 +582,7 @@ mod tests {
             done.store(true, Ordering::Release);
         });
         assert!(reads.load(Ordering::Relaxed) > 0);
-        assert!(b.check().expect("check").is_empty());
+        assert!(Maintenance::check(&b).expect("check").is_empty());
     }
 
     #[test]

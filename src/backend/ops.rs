@@ -65,9 +65,23 @@ fn meta<'a, T: Trees>(id: &SessionId, bytes: &'a [u8]) -> Result<Meta<'a>, T::Er
         .map_err(|e| T::abort(corrupt(id, e)))
 }
 
-fn index<T: Trees>(t: &T, id: &SessionId, m: &Meta<'_>) -> Result<(), T::Error> {
-    t.set_expiry(keys::expiry(m.expires_at, id))?;
-    if let Some(user) = m.user {
+/// A record to write: the fields the trees index, handed over by the
+/// caller, and its bytes as stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewRecord<'a> {
+    pub expires_at: u64,
+    pub user: Option<&'a str>,
+    pub bytes: &'a [u8],
+}
+
+fn index<T: Trees>(
+    t: &T,
+    id: &SessionId,
+    expires_at: u64,
+    user: Option<&str>,
+) -> Result<(), T::Error> {
+    t.set_expiry(keys::expiry(expires_at, id))?;
+    if let Some(user) = user {
         t.set_user(keys::user(user, id))?;
     }
     Ok(())
@@ -91,10 +105,9 @@ pub(crate) fn put<T: Trees>(
     t: &T,
     id: &SessionId,
     expected: Option<u64>,
-    value: &[u8],
+    new: &NewRecord<'_>,
     now_ms: u64,
 ) -> Result<Outcome, T::Error> {
-    let new = meta::<T>(id, value)?;
     let old = t.session(id)?;
     match (&old, expected) {
         (None, Some(_)) => return Ok(Outcome::Missing),
@@ -112,8 +125,8 @@ pub(crate) fn put<T: Trees>(
             }
         }
     }
-    t.set_session(id, value)?;
-    index(t, id, &new)?;
+    t.set_session(id, new.bytes)?;
+    index(t, id, new.expires_at, new.user)?;
     Ok(Outcome::Written)
 }
 
@@ -122,11 +135,10 @@ pub(crate) fn rename<T: Trees>(
     old_id: &SessionId,
     expected: u64,
     new_id: &SessionId,
-    value: &[u8],
+    new: &NewRecord<'_>,
     now_ms: u64,
 ) -> Result<Outcome, T::Error> {
     // Every check before the first write: an error must leave no half-change.
-    let new = meta::<T>(new_id, value)?;
     let Some(old) = t.session(old_id)? else {
         return Ok(Outcome::Missing);
     };
@@ -138,8 +150,8 @@ pub(crate) fn rename<T: Trees>(
         return Ok(Outcome::Conflict);
     }
     remove(t, old_id, &old)?;
-    t.set_session(new_id, value)?;
-    index(t, new_id, &new)?;
+    t.set_session(new_id, new.bytes)?;
+    index(t, new_id, new.expires_at, new.user)?;
     Ok(Outcome::Written)
 }
 

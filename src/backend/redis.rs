@@ -8,9 +8,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::{Commands as _, Connection, Script};
 
 use super::ops::{self, Tree, Trees};
-use super::{Backend, BackendStats, Outcome, UserPage, Violation, keys};
+use super::{Backend, BackendStats, Maintenance, Outcome, Stored, UserPage, Violation, keys};
 use crate::error::{Error, Result};
-use crate::record::Meta;
+use crate::record::FormatError;
 use crate::token::SessionId;
 
 /// How long a connect, read or write may take before the call fails.
@@ -386,15 +386,6 @@ impl RedisBackend {
         }
     }
 
-    fn meta(id: &SessionId, value: &[u8]) -> Result<(String, String, String)> {
-        let (m, _) = Meta::parse(value).map_err(|e| ops::corrupt(id, e))?;
-        Ok((
-            m.version.to_string(),
-            m.user.unwrap_or("").to_owned(),
-            m.expires_at.to_string(),
-        ))
-    }
-
     /// Runs a script that writes `value` as session `id`, with ARGV: prefix,
     /// now, the `lead` arguments, then the record and its version, user and
     /// expiry (so the script never parses the record).
@@ -403,17 +394,21 @@ impl RedisBackend {
         script: &Script,
         now_ms: u64,
         lead: &[String],
-        id: &SessionId,
-        value: &[u8],
+        session: &Stored,
     ) -> Result<Outcome> {
-        let (v, u, e) = Self::meta(id, value)?;
+        let value = session.frame()?;
+        let user = session.user.as_deref().unwrap_or("");
         let answer: String = self.with(|c| {
             let mut call = script.arg(&self.p);
             call.arg(now_ms);
             for a in lead {
                 call.arg(a);
             }
-            call.arg(value).arg(&v).arg(&u).arg(&e).invoke(c)
+            call.arg(&value)
+                .arg(session.version)
+                .arg(user)
+                .arg(session.expires_at)
+                .invoke(c)
         })?;
         Self::outcome(&answer)
     }
@@ -448,7 +443,7 @@ impl RedisBackend {
 }
 
 impl Backend for RedisBackend {
-    fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Vec<u8>>> {
+    fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Stored>> {
         let (d, e): (Option<Vec<u8>>, Option<u64>) = self.with(|c| {
             redis::cmd("HMGET")
                 .arg(self.skey(id))
@@ -456,21 +451,21 @@ impl Backend for RedisBackend {
                 .arg("e")
                 .query(c)
         })?;
-        Ok(match (d, e) {
-            (Some(d), Some(e)) if e > now_ms => Some(d),
-            _ => None,
-        })
+        match (d, e) {
+            (Some(d), Some(e)) if e > now_ms => Stored::unframe(id, &d).map(Some),
+            _ => Ok(None),
+        }
     }
 
     fn put(
         &self,
         id: &SessionId,
         expected: Option<u64>,
-        value: &[u8],
+        session: &Stored,
         now_ms: u64,
     ) -> Result<Outcome> {
         let expected = expected.map(|v| v.to_string()).unwrap_or_default();
-        self.write(&self.put, now_ms, &[b64(id), expected], id, value)
+        self.write(&self.put, now_ms, &[b64(id), expected], session)
     }
 
     fn rename(
@@ -478,11 +473,11 @@ impl Backend for RedisBackend {
         old: &SessionId,
         expected: u64,
         new: &SessionId,
-        value: &[u8],
+        session: &Stored,
         now_ms: u64,
     ) -> Result<Outcome> {
         let lead = [b64(old), expected.to_string(), b64(new)];
-        self.write(&self.rename, now_ms, &lead, new, value)
+        self.write(&self.rename, now_ms, &lead, session)
     }
 
     fn delete(&self, id: &SessionId) -> Result<bool> {
@@ -505,15 +500,19 @@ impl Backend for RedisBackend {
         Ok(members.iter().filter_map(|m| unb64(m)).collect())
     }
 
-    fn delete_if_expired(&self, id: &SessionId, now_ms: u64) -> Result<bool> {
-        let n: i64 = self.with(|c| {
-            self.delete_if_expired
-                .arg(&self.p)
-                .arg(now_ms)
-                .arg(b64(id))
-                .invoke(c)
-        })?;
-        Ok(n == 1)
+    fn delete_expired(&self, ids: &[SessionId], now_ms: u64) -> Result<u64> {
+        let mut n = 0;
+        for id in ids {
+            let deleted: i64 = self.with(|c| {
+                self.delete_if_expired
+                    .arg(&self.p)
+                    .arg(now_ms)
+                    .arg(b64(id))
+                    .invoke(c)
+            })?;
+            n += u64::from(deleted == 1);
+        }
+        Ok(n)
     }
 
     fn user_sessions(&self, user: &str, cursor: Option<&[u8]>, limit: usize) -> Result<UserPage> {
@@ -540,7 +539,48 @@ impl Backend for RedisBackend {
         Ok(UserPage::new(ids, next))
     }
 
-    fn scan(&self, after: Option<&SessionId>, limit: usize) -> Result<Vec<(SessionId, Vec<u8>)>> {
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()> {
+        let rkey = format!("{}r:{}", self.p, URL_SAFE_NO_PAD.encode(key));
+        let _: i64 = self.with(|c| {
+            Script::new(REVOKE)
+                .key(&rkey)
+                .arg(at_ms)
+                .arg(until_ms)
+                .invoke(c)
+        })?;
+        Ok(())
+    }
+
+    fn revoked_at(&self, key: &[u8], now_ms: u64) -> Result<Option<u64>> {
+        let rkey = format!("{}r:{}", self.p, URL_SAFE_NO_PAD.encode(key));
+        let value: Option<String> = self.with(|c| c.get(&rkey))?;
+        Ok(value.and_then(|v| {
+            let (at, until) = v.split_once(':')?;
+            let (at, until) = (at.parse::<u64>().ok()?, until.parse::<u64>().ok()?);
+            (until > now_ms).then_some(at)
+        }))
+    }
+
+    fn forget_revocations(&self, _now_ms: u64, _limit: usize) -> Result<u64> {
+        // Each revocation carries its own expiry in Redis.
+        Ok(0)
+    }
+
+    fn maintenance(&self) -> Option<&dyn Maintenance> {
+        Some(self)
+    }
+}
+
+impl Maintenance for RedisBackend {
+    fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, std::result::Result<Stored, FormatError>)>> {
         // Redis has no ordered key walk: collect, sort, page. Operators'
         // tools only; O(n) per page.
         let prefix = format!("{}s:", self.p);
@@ -555,14 +595,10 @@ impl Backend for RedisBackend {
         for id in ids.into_iter().take(limit) {
             let d: Option<Vec<u8>> = self.with(|c| c.hget(self.skey(&id), "d"))?;
             if let Some(d) = d {
-                out.push((id, d));
+                out.push((id, Stored::parse(&d)));
             }
         }
         Ok(out)
-    }
-
-    fn flush(&self) -> Result<()> {
-        Ok(())
     }
 
     fn stats(&self, now_ms: u64) -> Result<BackendStats> {
@@ -671,33 +707,6 @@ impl Backend for RedisBackend {
     fn quarantined(&self) -> Result<u64> {
         Ok(self.scan_keys(&format!("{}q:*", self.p))?.len() as u64)
     }
-
-    fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()> {
-        let rkey = format!("{}r:{}", self.p, URL_SAFE_NO_PAD.encode(key));
-        let _: i64 = self.with(|c| {
-            Script::new(REVOKE)
-                .key(&rkey)
-                .arg(at_ms)
-                .arg(until_ms)
-                .invoke(c)
-        })?;
-        Ok(())
-    }
-
-    fn revoked_at(&self, key: &[u8], now_ms: u64) -> Result<Option<u64>> {
-        let rkey = format!("{}r:{}", self.p, URL_SAFE_NO_PAD.encode(key));
-        let value: Option<String> = self.with(|c| c.get(&rkey))?;
-        Ok(value.and_then(|v| {
-            let (at, until) = v.split_once(':')?;
-            let (at, until) = (at.parse::<u64>().ok()?, until.parse::<u64>().ok()?);
-            (until > now_ms).then_some(at)
-        }))
-    }
-
-    fn forget_revocations(&self, _now_ms: u64, _limit: usize) -> Result<u64> {
-        // Each revocation carries its own expiry in Redis.
-        Ok(0)
-    }
 }
 
 /// KEYS[1]: the revocation's key; ARGV: at (the engine's now), until (ms).
@@ -762,7 +771,14 @@ impl Trees for Fix<'_> {
     }
 
     fn set_session(&self, id: &SessionId, value: &[u8]) -> Result<(), FixError> {
-        let (v, u, e) = RedisBackend::meta(id, value).map_err(FixError::Engine)?;
+        // Repair writes back bytes as found: their header is all it has.
+        let (m, _) =
+            crate::record::Meta::parse(value).map_err(|e| FixError::Engine(ops::corrupt(id, e)))?;
+        let (v, u, e) = (
+            m.version.to_string(),
+            m.user.unwrap_or("").to_owned(),
+            m.expires_at.to_string(),
+        );
         self.writes
             .borrow_mut()
             .hset_multiple(self.b.skey(id), &[("v", v), ("u", u), ("e", e)])

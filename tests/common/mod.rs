@@ -77,7 +77,7 @@ impl Env {
     }
 
     pub fn assert_sound(&self) {
-        let violations = self.engine.check().expect("check");
+        let violations = self.engine.admin().check().expect("check");
         assert!(violations.is_empty(), "{violations:#?}");
     }
 
@@ -199,10 +199,10 @@ impl Probe {
 
 use std::sync::atomic::Ordering::SeqCst;
 
-use sessiondb::{Backend, BackendStats, Outcome, SessionId, Violation};
+use sessiondb::{Backend, Maintenance, Outcome, SessionId, Stored};
 
 impl Backend for Probe {
-    fn get(&self, id: &SessionId, now: u64) -> sessiondb::Result<Option<Vec<u8>>> {
+    fn get(&self, id: &SessionId, now: u64) -> sessiondb::Result<Option<Stored>> {
         self.c.gets.fetch_add(1, SeqCst);
         if self.c.fail_get.load(SeqCst) {
             return Err(sessiondb::Error::Storage(
@@ -225,23 +225,23 @@ impl Backend for Probe {
         &self,
         id: &SessionId,
         e: Option<u64>,
-        v: &[u8],
+        s: &Stored,
         now: u64,
     ) -> sessiondb::Result<Outcome> {
         self.c.writes.fetch_add(1, SeqCst);
         fire(&self.c.before_put);
-        self.inner.put(id, e, v, now)
+        self.inner.put(id, e, s, now)
     }
     fn rename(
         &self,
         old: &SessionId,
         e: u64,
         new: &SessionId,
-        v: &[u8],
+        s: &Stored,
         now: u64,
     ) -> sessiondb::Result<Outcome> {
         self.c.writes.fetch_add(1, SeqCst);
-        let out = self.inner.rename(old, e, new, v, now);
+        let out = self.inner.rename(old, e, new, s, now);
         fire(&self.c.after_rename);
         out
     }
@@ -252,9 +252,9 @@ impl Backend for Probe {
     fn expired(&self, now: u64, limit: usize) -> sessiondb::Result<Vec<SessionId>> {
         self.inner.expired(now, limit)
     }
-    fn delete_if_expired(&self, id: &SessionId, now: u64) -> sessiondb::Result<bool> {
+    fn delete_expired(&self, ids: &[SessionId], now: u64) -> sessiondb::Result<u64> {
         self.c.writes.fetch_add(1, SeqCst);
-        self.inner.delete_if_expired(id, now)
+        self.inner.delete_expired(ids, now)
     }
     fn revoke(&self, key: &[u8], at: u64, until: u64) -> sessiondb::Result<()> {
         self.c.writes.fetch_add(1, SeqCst);
@@ -277,13 +277,6 @@ impl Backend for Probe {
         fire(&self.c.after_user_page);
         Ok(page)
     }
-    fn scan(
-        &self,
-        after: Option<&SessionId>,
-        limit: usize,
-    ) -> sessiondb::Result<Vec<(SessionId, Vec<u8>)>> {
-        self.inner.scan(after, limit)
-    }
     fn flush(&self) -> sessiondb::Result<()> {
         self.c.flushes.fetch_add(1, SeqCst);
         if self.c.fail_flush.load(SeqCst) {
@@ -291,18 +284,8 @@ impl Backend for Probe {
         }
         Ok(())
     }
-    fn stats(&self, now: u64) -> sessiondb::Result<BackendStats> {
-        self.inner.stats(now)
-    }
-    fn check(&self) -> sessiondb::Result<Vec<Violation>> {
-        self.inner.check()
-    }
-    fn fix(&self, v: &Violation) -> sessiondb::Result<bool> {
-        self.c.writes.fetch_add(1, SeqCst);
-        self.inner.fix(v)
-    }
-    fn quarantined(&self) -> sessiondb::Result<u64> {
-        self.inner.quarantined()
+    fn maintenance(&self) -> Option<&dyn Maintenance> {
+        self.inner.maintenance()
     }
 }
 

@@ -288,14 +288,14 @@ impl Subject {
                     .expect("destroy_user");
                 Seen::Count(n as u64)
             }
-            Op::Sweep => Seen::Count(self.engine().sweep_now().expect("sweep")),
+            Op::Sweep => Seen::Count(self.engine().admin().sweep_now().expect("sweep")),
             Op::Advance(_) => Seen::Nothing,
             Op::Reopen => {
                 if let Some(dir) = &self.dir {
                     self.engine.take().expect("open").close().expect("close");
                     let config = settings(&self.clock);
                     self.engine = Some(Engine::open(dir.path(), config).expect("reopen"));
-                    assert!(self.engine().check().expect("check").is_empty());
+                    assert!(self.engine().admin().check().expect("check").is_empty());
                 }
                 #[cfg(feature = "redis")]
                 if let Some((url, prefix)) = &self.redis {
@@ -303,7 +303,7 @@ impl Subject {
                     let options = sessiondb::RedisOptions::new(url.clone()).prefix(prefix.clone());
                     let config = settings(&self.clock);
                     self.engine = Some(Engine::open_redis(options, config).expect("reopen"));
-                    assert!(self.engine().check().expect("check").is_empty());
+                    assert!(self.engine().admin().check().expect("check").is_empty());
                 }
                 Seen::Nothing
             }
@@ -405,7 +405,7 @@ pub fn run_on(ops: &[Op], redis: Option<(String, String)>) {
         }
     }
     for (name, s) in &subjects {
-        let found = s.engine().check().expect("check");
+        let found = s.engine().admin().check().expect("check");
         assert!(found.is_empty(), "{name}: {found:#?}");
     }
 }

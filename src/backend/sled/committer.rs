@@ -1,0 +1,506 @@
+//! The write-behind committer: a queue of decided writes, and the thread
+//! that applies them to sled in shared transactions.
+//!
+//! # Why a committer
+//!
+//! In sled 0.34 every multi-tree transaction takes a process-wide write lock
+//! and writes out sled's current I/O buffer (`pwrite` + `sync_file_range`),
+//! so transactions run one at a time at the speed of the disk, and each one
+//! left unflushed adds to the cost of the next flush (measured: 1000
+//! unflushed single-session transactions took ~86 ms to flush). So writes go
+//! through one committer thread per store, `sessiondb-commit`, that takes
+//! every write waiting in its queue (up to [`MAX_BATCH`]) and applies them
+//! in one transaction, each with its own outcome: one session's conflict
+//! never aborts another's write. Under concurrency the cost of a
+//! transaction is shared by everyone in the batch, as group commit shares
+//! the `fsync`.
+//!
+//! # Write-behind
+//!
+//! A writer does not wait for the committer either. A write's outcome
+//! (written, conflict, missing) depends only on the `sessions` tree, so the
+//! writer decides it at once, under one lock, against the tree with the
+//! writes still queued laid over it (the [record cache](super::cache)), and
+//! returns. The committer applies the queue in the same order, one
+//! transaction per batch over every tree a write touches, and compares each
+//! outcome with the one the writer was given; a difference or a failed
+//! transaction poisons the store (every later call gets
+//! [`Error::Poisoned`]) rather than let it hold something other than what it
+//! acknowledged. Loads look at the cache before the tree; index reads
+//! (sweeps, per-user queries, scans, check) and flushes first wait for the
+//! queue to drain, so strict mode's flush still covers every write it
+//! acknowledges. At most [`MAX_QUEUED`] writes wait; past that, writers
+//! wait too.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use sled::transaction::UnabortableTransactionError;
+
+use super::super::ops::{self, Tree, Trees};
+use super::super::{Outcome, Stored};
+use super::cache::{Cached, RecordCache};
+use super::storage;
+use super::txn::{TxError, Txn, WriteTrees};
+use crate::error::{Error, Result};
+use crate::poison::Poison;
+use crate::token::SessionId;
+
+/// The most writes one transaction takes: bounds how long a batch holds
+/// sled's global lock (and so how long readers can wait behind it).
+const MAX_BATCH: usize = 1024;
+
+/// The most writes queued and not yet applied before writers wait.
+const MAX_QUEUED: u64 = 1024;
+
+/// One write, as queued for the committer.
+#[derive(Debug)]
+pub(super) enum WriteOp {
+    Put {
+        id: SessionId,
+        expected: Option<u64>,
+        record: Framed,
+        now_ms: u64,
+    },
+    Rename {
+        old: SessionId,
+        expected: u64,
+        new: SessionId,
+        record: Framed,
+        now_ms: u64,
+    },
+    Delete {
+        id: SessionId,
+    },
+    DeleteIfExpired {
+        id: SessionId,
+        now_ms: u64,
+    },
+}
+
+/// A session to write: the fields the trees index, as its writer handed
+/// them over, and the bytes the `sessions` tree stores.
+#[derive(Debug)]
+pub(super) struct Framed {
+    expires_at: u64,
+    user: Option<String>,
+    bytes: Vec<u8>,
+}
+
+impl Framed {
+    pub fn of(session: &Stored) -> Result<Self> {
+        Ok(Self {
+            expires_at: session.expires_at,
+            user: session.user.clone(),
+            bytes: session.frame()?,
+        })
+    }
+
+    fn as_new(&self) -> ops::NewRecord<'_> {
+        ops::NewRecord {
+            expires_at: self.expires_at,
+            user: self.user.as_deref(),
+            bytes: &self.bytes,
+        }
+    }
+}
+
+/// A write decided and queued.
+struct Request {
+    op: WriteOp,
+    /// Its place in the order writes were decided in.
+    seq: u64,
+    /// The outcome its writer was given.
+    answered: Outcome,
+}
+
+/// What the committer found when a batch did not apply as answered.
+#[derive(Debug, thiserror::Error)]
+#[error("write {seq} was answered {answered:?} but applied as {applied}")]
+struct Diverged {
+    seq: u64,
+    answered: Outcome,
+    applied: String,
+}
+
+/// The committer thread died (a panic inside sled).
+#[derive(Debug, thiserror::Error)]
+#[error("the sessiondb-commit thread panicked")]
+struct CommitterPanicked;
+
+/// The queue's counters and the cache, under one lock.
+#[derive(Debug)]
+struct Queue {
+    cache: RecordCache,
+    /// The sequence number of the last write queued.
+    issued: u64,
+    /// Every write up to this one has been applied.
+    applied: u64,
+}
+
+/// What the writers and the committer thread share.
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when writes are applied, and when the store is poisoned.
+    progress: Condvar,
+    poison: Arc<Poison>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Plain counters and a cache whose invariants hold between calls.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, guard: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
+        self.progress.wait(guard).unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The queue, its cache and its thread; see the [module docs](self).
+#[derive(Debug)]
+pub(super) struct Committer {
+    shared: Arc<Shared>,
+    sessions: sled::Tree,
+    /// `None` once stopped.
+    sender: Option<crossbeam_channel::Sender<Request>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Committer {
+    /// Starts the thread, with a cache of `cache_bytes`.
+    pub fn start(trees: WriteTrees, cache_bytes: usize, poison: Arc<Poison>) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                cache: RecordCache::new(cache_bytes),
+                issued: 0,
+                applied: 0,
+            }),
+            progress: Condvar::new(),
+            poison,
+        });
+        let (sender, receiver) = crossbeam_channel::unbounded::<Request>();
+        let sessions = trees.sessions.clone();
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("sessiondb-commit".into())
+                .spawn(move || run(&trees, &receiver, &shared))
+                .map_err(|source| Error::Thread {
+                    name: "sessiondb-commit",
+                    source,
+                })?
+        };
+        Ok(Self {
+            shared,
+            sessions,
+            sender: Some(sender),
+            thread: Some(thread),
+        })
+    }
+
+    /// The newest stored value of `id`: the cache's, or the tree's.
+    pub fn load(&self, id: &SessionId) -> Result<Option<Vec<u8>>> {
+        // Reads go on after a failure: the cache holds what writers were
+        // told, and the tree what was applied.
+        let (cached, ticket) = {
+            let mut queue = self.shared.lock();
+            let ticket = queue.cache.ticket(queue.issued);
+            (queue.cache.lookup(id), ticket)
+        };
+        match cached {
+            Some(Cached::Value(v)) => Ok(Some(v.to_vec())),
+            Some(Cached::Deleted) => Ok(None),
+            // Not cached: the tree has the newest value (a write queued
+            // after the look is concurrent with this read).
+            None => match self.sessions.get(id.as_bytes()).map_err(storage)? {
+                Some(v) => {
+                    let mut queue = self.shared.lock();
+                    let applied = queue.applied;
+                    queue.cache.fill(id, &v, ticket, applied);
+                    Ok(Some(v.to_vec()))
+                }
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Decides each write's outcome now, against the tree plus the writes
+    /// still queued, and queues it without waiting for it to be applied.
+    /// The committer applies the writes in the same order, so it reaches
+    /// the same outcomes. An error of one write (a corrupt record) is that
+    /// write's own; `Err` is for the store.
+    pub fn submit(&self, ops: Vec<WriteOp>) -> Result<Vec<Result<Outcome>>> {
+        let Some(sender) = &self.sender else {
+            return Err(Error::Closed);
+        };
+        let mut out = Vec::with_capacity(ops.len());
+        let mut queue = self.shared.lock();
+        for op in ops {
+            // Backpressure: a bounded backlog bounds memory and how long a
+            // flush (which drains it) can take.
+            while queue.issued - queue.applied >= MAX_QUEUED && !self.shared.poison.is_set() {
+                queue = self.shared.wait(queue);
+            }
+            self.shared.poison.check()?;
+            let view = View {
+                sessions: &self.sessions,
+                cache: &queue.cache,
+                changes: RefCell::new(HashMap::new()),
+            };
+            let answered = match run_op(&view, &op) {
+                Ok(answered) => answered,
+                // This write's own error (a corrupt record): nothing queued.
+                Err(ViewError::Op(e)) => {
+                    out.push(Err(e));
+                    continue;
+                }
+                Err(ViewError::Storage(e)) => return Err(e),
+            };
+            let changes = view.changes.into_inner();
+            if !changes.is_empty() {
+                queue.issued += 1;
+                let seq = queue.issued;
+                for (id, value) in changes {
+                    queue.cache.record_write(id, seq, value.map(Arc::from));
+                }
+                if sender.send(Request { op, seq, answered }).is_err() {
+                    // The thread is gone: it poisoned the store as it went.
+                    self.shared.poison.check()?;
+                    return Err(self.shared.poison.set(CommitterPanicked.into_error()));
+                }
+            }
+            out.push(Ok(answered));
+        }
+        let applied = queue.applied;
+        queue.cache.evict(applied);
+        Ok(out)
+    }
+
+    /// Waits until every write queued so far is applied to the trees:
+    /// before reading an index, and before a flush.
+    pub fn drain(&self) -> Result<()> {
+        let mut queue = self.shared.lock();
+        let target = queue.issued;
+        while queue.applied < target && !self.shared.poison.is_set() {
+            queue = self.shared.wait(queue);
+        }
+        self.shared.poison.check()
+    }
+
+    /// Forgets every cached read, and refuses to cache reads in flight: for
+    /// a change made to the trees behind the queue (a repair).
+    pub fn forget_reads(&self) {
+        let mut queue = self.shared.lock();
+        let applied = queue.applied;
+        queue.cache.forget_reads(applied);
+    }
+
+    /// Closes the queue and waits for the thread to apply what it holds.
+    pub fn stop(&mut self) {
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            // A panicked committer poisoned the store on its way out.
+            let _ = thread.join();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.thread.is_some()
+    }
+
+    /// (sessions cached, bytes, budget, writes queued), without waiting for
+    /// the lock: `None` if it is busy.
+    pub fn counts(&self) -> Option<(usize, usize, usize, u64)> {
+        let queue = match self.shared.queue.try_lock() {
+            Ok(queue) => queue,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some((
+            queue.cache.len(),
+            queue.cache.bytes(),
+            queue.cache.capacity(),
+            queue.issued - queue.applied,
+        ))
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl CommitterPanicked {
+    fn into_error(self) -> Error {
+        Error::Storage(Box::new(self))
+    }
+}
+
+/// The committer thread: applies the queue, a batch per transaction.
+fn run(trees: &WriteTrees, receiver: &crossbeam_channel::Receiver<Request>, shared: &Shared) {
+    /// If this thread dies (a panic inside sled), writers waiting for it
+    /// must get an error, not wait forever.
+    struct OnPanic<'a>(&'a Shared);
+    impl Drop for OnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let _queue = self.0.lock();
+                self.0.poison.set(CommitterPanicked.into_error());
+                self.0.progress.notify_all();
+            }
+        }
+    }
+    let _guard = OnPanic(shared);
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let result = trees.transaction(|txn| {
+            let mut out = Vec::with_capacity(batch.len());
+            for request in &batch {
+                out.push(apply(txn, &request.op)?);
+            }
+            Ok(out)
+        });
+        // The writers were answered already: any difference from what they
+        // were told, or a failed transaction, means acknowledged writes are
+        // not what the store holds.
+        let failure = match result {
+            Ok(outcomes) => batch
+                .iter()
+                .zip(outcomes)
+                .find(|(r, got)| got.as_ref().ok() != Some(&r.answered))
+                .map(|(r, got)| {
+                    Error::Storage(Box::new(Diverged {
+                        seq: r.seq,
+                        answered: r.answered,
+                        applied: match got {
+                            Ok(o) => format!("{o:?}"),
+                            Err(e) => format!("an error ({e})"),
+                        },
+                    }))
+                }),
+            Err(e) => Some(e),
+        };
+        let last = batch.last().map_or(0, |r| r.seq);
+        let mut queue = shared.lock();
+        if let Some(e) = failure {
+            shared.poison.set(e);
+        }
+        queue.applied = queue.applied.max(last);
+        let applied = queue.applied;
+        queue.cache.evict(applied);
+        drop(queue);
+        shared.progress.notify_all();
+    }
+}
+
+/// Runs one write's logic over any view of the trees: the cache when
+/// `submit` decides it, the transaction when the committer applies it.
+fn run_op<T: Trees>(t: &T, op: &WriteOp) -> std::result::Result<Outcome, T::Error> {
+    let deleted = |yes: bool| {
+        if yes {
+            Outcome::Written
+        } else {
+            Outcome::Missing
+        }
+    };
+    match op {
+        WriteOp::Put {
+            id,
+            expected,
+            record,
+            now_ms,
+        } => ops::put(t, id, *expected, &record.as_new(), *now_ms),
+        WriteOp::Rename {
+            old,
+            expected,
+            new,
+            record,
+            now_ms,
+        } => ops::rename(t, old, *expected, new, &record.as_new(), *now_ms),
+        WriteOp::Delete { id } => ops::delete(t, id).map(deleted),
+        WriteOp::DeleteIfExpired { id, now_ms } => {
+            ops::delete_if_expired(t, id, *now_ms).map(deleted)
+        }
+    }
+}
+
+/// Applies one write inside the batch's transaction.
+fn apply(txn: &Txn<'_>, op: &WriteOp) -> Result<Result<Outcome>, UnabortableTransactionError> {
+    TxError::split(run_op(txn, op))
+}
+
+/// The trees as a queued write would find them: the `sessions` tree with
+/// the queued writes and this write's own changes laid over it. Index
+/// changes are the committer's business.
+struct View<'a> {
+    sessions: &'a sled::Tree,
+    cache: &'a RecordCache,
+    /// This write's own changes, by session.
+    changes: RefCell<HashMap<SessionId, Option<Vec<u8>>>>,
+}
+
+enum ViewError {
+    Storage(Error),
+    Op(Error),
+}
+
+impl Trees for View<'_> {
+    type Error = ViewError;
+    type Bytes = Vec<u8>;
+
+    fn abort(e: Error) -> ViewError {
+        ViewError::Op(e)
+    }
+    fn session(&self, id: &SessionId) -> std::result::Result<Option<Vec<u8>>, ViewError> {
+        if let Some(v) = self.changes.borrow().get(id) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.cache.peek(id) {
+            return Ok(v.map(<[u8]>::to_vec));
+        }
+        self.sessions
+            .get(id.as_bytes())
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| ViewError::Storage(storage(e)))
+    }
+    fn set_session(&self, id: &SessionId, value: &[u8]) -> std::result::Result<(), ViewError> {
+        self.changes.borrow_mut().insert(*id, Some(value.to_vec()));
+        Ok(())
+    }
+    fn remove_session(&self, id: &SessionId) -> std::result::Result<(), ViewError> {
+        self.changes.borrow_mut().insert(*id, None);
+        Ok(())
+    }
+    fn set_expiry(&self, _: [u8; 40]) -> std::result::Result<(), ViewError> {
+        Ok(())
+    }
+    fn remove_expiry(&self, _: [u8; 40]) -> std::result::Result<(), ViewError> {
+        Ok(())
+    }
+    fn set_user(&self, _: Vec<u8>) -> std::result::Result<(), ViewError> {
+        Ok(())
+    }
+    fn remove_user(&self, _: Vec<u8>) -> std::result::Result<(), ViewError> {
+        Ok(())
+    }
+    fn remove_raw(&self, _: Tree, _: &[u8]) -> std::result::Result<(), ViewError> {
+        Ok(())
+    }
+    fn session_raw(&self, _: &[u8]) -> std::result::Result<Option<Vec<u8>>, ViewError> {
+        Ok(None)
+    }
+    fn quarantine(&self, _: &[u8], _: &[u8]) -> std::result::Result<(), ViewError> {
+        Ok(())
+    }
+}

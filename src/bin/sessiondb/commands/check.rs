@@ -1,0 +1,66 @@
+//! `sessiondb check`: the store's invariants, and `--repair`.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+use sessiondb::Engine;
+
+use crate::fail::Outcome;
+use crate::output::{print_json, printable, spinner};
+
+pub(crate) fn check(engine: Engine, repair: bool, as_json: bool) -> Outcome {
+    let bar = spinner("checking");
+    let found = engine.admin().check()?;
+    bar.finish_and_clear();
+    let report = if repair && !found.is_empty() {
+        let bar = spinner("repairing");
+        let r = engine.admin().repair()?;
+        bar.finish_and_clear();
+        Some(r)
+    } else {
+        None
+    };
+    let remaining = match &report {
+        Some(r) => r.remaining.len(),
+        None => found.len(),
+    };
+    if as_json {
+        print_json(&json!({
+            "found": found.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "repaired": report.as_ref().map(|r| r.fixed.len()),
+            "quarantined": report.as_ref().map(|r| r.quarantined),
+            "remaining": report.as_ref().map_or_else(
+                || found.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                |r| r.remaining.iter().map(ToString::to_string).collect()),
+            "sound": remaining == 0,
+        }))?;
+    } else {
+        for v in &found {
+            println!("problem: {}", printable(&v.to_string()));
+        }
+        if let Some(r) = &report {
+            println!(
+                "repaired {} problem(s); {} record(s) in quarantine",
+                r.fixed.len(),
+                r.quarantined
+            );
+            for v in &r.remaining {
+                println!("still broken: {}", printable(&v.to_string()));
+            }
+        }
+        println!(
+            "{}",
+            if remaining == 0 {
+                "the store is sound"
+            } else {
+                "the store is NOT sound"
+            }
+        );
+    }
+    engine.close()?;
+    Ok(if remaining == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,20 @@
+//! One file per command; each prints its result and returns the exit
+//! status.
+
+mod check;
+mod export;
+mod import;
+mod list;
+mod revoke;
+mod show;
+mod stats;
+mod sweep;
+
+pub(crate) use check::check;
+pub(crate) use export::export;
+pub(crate) use import::import;
+pub(crate) use list::list;
+pub(crate) use revoke::revoke;
+pub(crate) use show::show;
+pub(crate) use stats::stats;
+pub(crate) use sweep::sweep;

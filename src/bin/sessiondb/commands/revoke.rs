@@ -1,0 +1,29 @@
+//! `sessiondb revoke`: destroy one session or every session of a user.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+use sessiondb::Engine;
+
+use crate::cli::Target;
+use crate::fail::{Fail, Outcome};
+use crate::output::print_json;
+use crate::store::resolve;
+
+pub(crate) fn revoke(engine: Engine, target: Target, as_json: bool) -> Outcome {
+    let n = match (target.user, target.id) {
+        (Some(u), _) => engine.destroy_user(&u, None)?,
+        (None, Some(id)) => {
+            let id = resolve(&engine, &id)?;
+            usize::from(engine.destroy_id(&id)?)
+        }
+        (None, None) => return Err(Fail("error: give --user or --id".into(), 2)),
+    };
+    engine.close()?;
+    if as_json {
+        print_json(&json!({"revoked": n}))?;
+    } else {
+        println!("revoked {n} session(s)");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,993 @@
+//! The engine: session policy over a backend.
+//!
+//! It holds what the backend does not: timeouts and sliding expiry, touch
+//! coalescing, size limits, version checks and retries, durability, and the
+//! sweeper thread.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::backend::memory::MemoryBackend;
+use crate::backend::sled::{SledBackend, SledOptions};
+use crate::backend::{Backend, Outcome, Stored};
+use crate::commit::GroupCommit;
+use crate::config::{Config, Durability, Settings};
+use crate::cookie::{CookieConfig, Lookup};
+use crate::error::{Error, Result};
+use crate::poison::Poison;
+use crate::record::{self, Body, MAX_USER_LEN};
+
+mod admin;
+mod revocation;
+
+use crate::session::Session;
+use crate::sweeper::{self, Sweeper};
+use crate::token::{KeyRing, Purpose, SessionId};
+pub use admin::{Admin, Imported, Recovery, RepairReport, SessionRecord, Stats};
+
+/// How often [`Engine::update`] retries after a conflict before giving up.
+const UPDATE_RETRIES: usize = 64;
+/// Lock stripes for [`Engine::update`]; ids are random, so any byte spreads.
+const UPDATE_STRIPES: usize = 64;
+/// Ids read from a user's index at a time: per-user work never holds more.
+const USER_PAGE: usize = 256;
+
+fn check_user(user: &str) -> Result<()> {
+    if user.is_empty() || user.len() > MAX_USER_LEN {
+        return Err(Error::InvalidUser {
+            len: user.len(),
+            max: MAX_USER_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// One of a user's sessions, as listed by [`Engine::sessions_of`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session's id.
+    pub id: SessionId,
+    /// Created, ms since the Unix epoch.
+    pub created_at: u64,
+    /// Last seen, ms since the Unix epoch.
+    pub last_seen: u64,
+    /// Expires, ms since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// What the engine's handles and its sweeper thread share.
+struct Shared {
+    backend: Box<dyn Backend>,
+    settings: Settings,
+    commit: GroupCommit,
+    /// The engine's one failure signal, shared with its store (see
+    /// [`Poison`]).
+    poison: Arc<Poison>,
+    /// Set by the first close; the store is closed exactly once.
+    closed: AtomicBool,
+    /// `update` calls on one session take turns on its stripe, so in-process
+    /// updaters never starve each other with conflicts.
+    update_locks: Vec<Mutex<()>>,
+    /// What the sweeper has done, for [`Admin::stats`].
+    sweep_counters: Arc<sweeper::Counters>,
+    /// How long revocations are kept: the longest absolute timeout any
+    /// engine has opened this store with (see [`revocation::HORIZON`]).
+    horizon_ms: u64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("backend", &self.backend)
+            .field("durability", &self.settings.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a write waits for the disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// As configured: strict mode waits for the flush.
+    AsConfigured,
+    /// Never waits (touches, sweeps): losing one is harmless, because
+    /// expiry is re-checked on every read.
+    Never,
+    /// Always waits, in either durability mode: what takes a session away
+    /// from a cookie (logout, log out everywhere, the id change at login)
+    /// must not be undone by a crash.
+    Always,
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        self.settings.clock.now_ms()
+    }
+
+    /// Bookkeeping after a write: durability and the backlog bound.
+    fn after_write(&self, wait: Wait) -> Result<()> {
+        let (seq, unflushed) = self.commit.note_write();
+        let strict = self.settings.durability == Durability::Strict && wait == Wait::AsConfigured;
+        if strict || wait == Wait::Always || unflushed >= self.settings.max_unflushed_writes as u64
+        {
+            self.commit.wait_durable(seq, || self.backend.flush())?;
+        }
+        Ok(())
+    }
+
+    /// One sweeper pass, as of now; its deletions never wait for the disk.
+    fn sweep(&self) -> Result<u64> {
+        sweeper::pass(
+            self.backend.as_ref(),
+            self.now(),
+            self.settings.sweep_batch,
+            &self.sweep_counters,
+            || self.after_write(Wait::Never),
+        )
+    }
+
+    /// What the backend stores of a session: `body` encoded, its version,
+    /// expiry and user handed over beside it. Fails past the size limit
+    /// (the whole stored record counts).
+    fn encode(&self, version: u64, user: Option<&str>, body: &Body) -> Result<Stored> {
+        let bytes = record::encode_body(body).map_err(|e| Error::EncodeRecord(Box::new(e)))?;
+        let size = record::framed_len(user.map_or(0, str::len), bytes.len());
+        if size > self.settings.max_session_bytes {
+            return Err(Error::TooLarge {
+                size,
+                limit: self.settings.max_session_bytes,
+            });
+        }
+        Ok(Stored::new(
+            version,
+            body.expires_at(),
+            user.map(str::to_owned),
+            bytes,
+        ))
+    }
+}
+
+/// An open session store; see the [crate docs](crate).
+///
+/// `Engine` is `Send + Sync`: share it (in an `Arc`) between threads.
+/// `Debug` shows its backend, settings and counts, never a session.
+pub struct Engine {
+    shared: Arc<Shared>,
+    sweeper: Mutex<Option<Sweeper>>,
+    recovery: Option<Recovery>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("backend", &self.shared.backend)
+            .field("durability", &self.shared.settings.durability)
+            .field("cookie", &self.shared.settings.cookie.name())
+            .field(
+                "swept",
+                &self.shared.sweep_counters.swept.load(Ordering::Relaxed),
+            )
+            .field("recovered", &self.recovery.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the sled store in `dir`.
+    ///
+    /// Fails with [`Error::Locked`] at once if another process (or another
+    /// engine) holds it, [`Error::NotAStore`] if `dir` holds something else,
+    /// and [`Error::InvalidConfig`] for settings out of range.
+    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
+        let s = config.validate()?;
+        let poison = Arc::new(Poison::default());
+        let backend = SledBackend::open_with(
+            dir.as_ref(),
+            SledOptions {
+                // An eighth of the budget holds whole records in front of
+                // sled (loads of them skip sled's lock), the rest is sled's.
+                cache_capacity: s.cache_capacity - s.cache_capacity / 8,
+                flush_every_ms: Some(s.flush_every_ms),
+                session_cache_bytes: usize::try_from(s.cache_capacity / 8).unwrap_or(usize::MAX),
+            },
+            poison.clone(),
+        )?;
+        let was_clean = backend.was_clean();
+        let mut engine = Self::start(Box::new(backend), s, poison)?;
+        if !was_clean {
+            // The last run crashed: check the invariants the transactions
+            // promise, and mend (and report) anything that broke.
+            let found = engine.admin().check()?;
+            let repair = match found.is_empty() {
+                true => None,
+                false => Some(engine.admin().repair()?),
+            };
+            engine.recovery = Some(Recovery { found, repair });
+        }
+        Ok(engine)
+    }
+
+    /// `Some` if the store's last run did not close cleanly: what the check
+    /// at open found and repaired. `None` after a clean close.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.recovery.as_ref()
+    }
+
+    /// The operator's API: statistics, check and repair, listing, export
+    /// and import, sweeping on demand. Kept apart from the request API
+    /// (load, create, save, login, destroy, ...) that a service calls.
+    pub fn admin(&self) -> Admin<'_> {
+        Admin::new(self)
+    }
+
+    /// An engine on the memory backend: same semantics, nothing persists.
+    pub fn memory(config: Config) -> Result<Self> {
+        Self::start(
+            Box::new(MemoryBackend::new()),
+            config.validate()?,
+            Arc::default(),
+        )
+    }
+
+    /// An engine on Redis (feature `redis`): the same API and semantics,
+    /// shared by every instance that names the same Redis and prefix. See
+    /// [`RedisBackend`](crate::RedisBackend) for what changes.
+    #[cfg(feature = "redis")]
+    pub fn open_redis(options: crate::RedisOptions, config: Config) -> Result<Self> {
+        let backend = crate::RedisBackend::open(options)?;
+        Self::with_backend(Box::new(backend), config)
+    }
+
+    /// An engine on any backend.
+    pub fn with_backend(backend: Box<dyn Backend>, config: Config) -> Result<Self> {
+        Self::start(backend, config.validate()?, Arc::default())
+    }
+
+    fn start(backend: Box<dyn Backend>, s: Settings, poison: Arc<Poison>) -> Result<Self> {
+        if let Some(why) = s.cookie.host_prefix_warning() {
+            tracing::warn!("{why}");
+        }
+        let sweep = s.sweeper.then_some(s.sweep_interval);
+        let horizon_ms = revocation::horizon(backend.as_ref(), &s)?;
+        let shared = Arc::new(Shared {
+            horizon_ms,
+            backend,
+            settings: s,
+            commit: GroupCommit::new(poison.clone()),
+            poison,
+            closed: AtomicBool::new(false),
+            update_locks: (0..UPDATE_STRIPES).map(|_| Mutex::new(())).collect(),
+            sweep_counters: Arc::default(),
+        });
+        let sweeper = match sweep {
+            Some(every) => {
+                let pass = shared.clone();
+                let counters = shared.sweep_counters.clone();
+                Some(Sweeper::spawn(every, counters, move || pass.sweep())?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            shared,
+            sweeper: Mutex::new(sweeper),
+            recovery: None,
+        })
+    }
+
+    /// The session cookie's settings.
+    pub fn cookie_config(&self) -> &CookieConfig {
+        &self.shared.settings.cookie
+    }
+
+    /// The key ring that signs and verifies.
+    pub fn key_ring(&self) -> &KeyRing {
+        &self.shared.settings.ring
+    }
+
+    /// The id named by the request's `Cookie` headers, if a cookie verifies.
+    /// No storage is touched. Cookies of our name that verify but name
+    /// different sessions are no session, and logged as a warning (see
+    /// [`CookieConfig::lookup`]).
+    pub fn session_id<'h, I>(&self, cookie_headers: I) -> Option<SessionId>
+    where
+        I: IntoIterator<Item = &'h [u8]>,
+    {
+        match self
+            .shared
+            .settings
+            .cookie
+            .lookup(&self.shared.settings.ring, cookie_headers)
+        {
+            Lookup::Found(id) => Some(id),
+            Lookup::Missing => None,
+            Lookup::Ambiguous => {
+                tracing::warn!(
+                    cookie = self.shared.settings.cookie.name(),
+                    "the request carries session cookies naming different sessions \
+                     (cookie tossing?): treated as no session"
+                );
+                None
+            }
+        }
+    }
+
+    /// The live session named by the request's `Cookie` headers.
+    ///
+    /// The token is verified before any storage lookup, so a forged cookie
+    /// costs no read. `Ok(None)` for no cookie, a bad cookie, or a session
+    /// that is gone or expired.
+    pub fn load<'h, I>(&self, cookie_headers: I) -> Result<Option<Session>>
+    where
+        I: IntoIterator<Item = &'h [u8]>,
+    {
+        match self.session_id(cookie_headers) {
+            Some(id) => self.load_id(&id),
+            None => Ok(None),
+        }
+    }
+
+    /// The live session with this id.
+    ///
+    /// If its last-seen time has fallen behind by more than the touch
+    /// threshold, it is moved to now and written back (the only write a read
+    /// makes).
+    pub fn load_id(&self, id: &SessionId) -> Result<Option<Session>> {
+        let shared = &self.shared;
+        // A touch that loses a race re-reads; bounded in case of a storm.
+        for _ in 0..UPDATE_RETRIES {
+            let now = shared.now();
+            let Some(mut session) = self.read(id, now)? else {
+                return Ok(None);
+            };
+            if now.saturating_sub(session.body.last_seen_ms) <= shared.settings.touch_ms {
+                return Ok(Some(session));
+            }
+            shared.poison.check()?;
+            let read_at = session.version.unwrap_or_default();
+            session.body.last_seen_ms = now;
+            let version = read_at + 1;
+            let value = shared.encode(version, session.user.as_deref(), &session.body)?;
+            match shared.backend.put(id, Some(read_at), &value, now)? {
+                Outcome::Written => {
+                    shared.after_write(Wait::Never)?;
+                    session.version = Some(version);
+                    session.touched = true;
+                    return Ok(Some(session));
+                }
+                Outcome::Missing => return Ok(None),
+                Outcome::Conflict => continue,
+            }
+        }
+        Err(Error::Conflict { id_hint: id.hint() })
+    }
+
+    /// The stored copy of a live session, as it is: no touch.
+    fn read(&self, id: &SessionId, now: u64) -> Result<Option<Session>> {
+        let Some(stored) = self.shared.backend.get(id, now)? else {
+            return Ok(None);
+        };
+        if stored.expires_at <= now {
+            return Ok(None);
+        }
+        let body = record::decode_body(&stored.body).map_err(|e| Error::Corrupt {
+            id_hint: id.hint(),
+            source: e,
+        })?;
+        Ok(Some(Session {
+            id: *id,
+            version: Some(stored.version),
+            user: stored.user,
+            body,
+            pending: BTreeMap::new(),
+            changed: false,
+            renewed: false,
+            touched: false,
+        }))
+    }
+
+    /// A new, empty session with a fresh id. It is stored by the first
+    /// [`save`](Self::save) that finds it holding something, so visitors that
+    /// never get a value (bots without cookies) cost no disk.
+    pub fn create(&self) -> Result<Session> {
+        let now = self.shared.now();
+        Ok(Session {
+            id: SessionId::generate()?,
+            version: None,
+            user: None,
+            body: self.fresh_body(now),
+            pending: BTreeMap::new(),
+            changed: false,
+            renewed: true,
+            touched: false,
+        })
+    }
+
+    /// The times of a session that starts now, and no values.
+    fn fresh_body(&self, now: u64) -> Body {
+        Body {
+            created_ms: now,
+            last_seen_ms: now,
+            absolute_deadline_ms: now.saturating_add(self.shared.settings.absolute_ms),
+            idle_timeout_ms: self.shared.settings.idle_ms,
+            data: BTreeMap::new(),
+        }
+    }
+
+    /// Stores the session's changes, if it has any.
+    ///
+    /// Fails with [`Error::Conflict`] if the stored session changed since
+    /// this copy was loaded, [`Error::Gone`] if it was destroyed or expired
+    /// (it is not brought back), and [`Error::TooLarge`] if it exceeds the
+    /// size limit (nothing is written or truncated). A new session that is
+    /// still empty is not written.
+    pub fn save(&self, session: &mut Session) -> Result<()> {
+        if !session.changed || (session.is_new() && session.is_empty()) {
+            return Ok(());
+        }
+        let shared = &self.shared;
+        shared.poison.check()?;
+        let now = shared.now();
+        let mut body = session.body.clone();
+        body.last_seen_ms = body.last_seen_ms.max(now);
+        let version = session.version.map_or(1, |v| v + 1);
+        // The user goes back as it was read: a version-checked write cannot
+        // change who the session belongs to (only login, with a new id, can).
+        let value = shared.encode(version, session.user.as_deref(), &body)?;
+        match shared
+            .backend
+            .put(&session.id, session.version, &value, now)?
+        {
+            Outcome::Written => {}
+            Outcome::Conflict => {
+                return Err(Error::Conflict {
+                    id_hint: session.id.hint(),
+                });
+            }
+            Outcome::Missing => {
+                return Err(Error::Gone {
+                    id_hint: session.id.hint(),
+                });
+            }
+        }
+        session.body = body;
+        session.stored_at(version);
+        shared.after_write(Wait::AsConfigured)
+    }
+
+    /// Gives the session a new id, keeping its data (and storing its pending
+    /// changes); the old id stops working in the same atomic step. Call it
+    /// whenever privileges change, so an id planted before (session
+    /// fixation) is worthless after it; [`login`](Self::login) does.
+    ///
+    /// If another request stored the session in between, it retries on the
+    /// fresh copy with this copy's unsaved values laid over it, so an
+    /// unrelated write never makes it fail. It returns once the change is
+    /// durable, in either durability mode: after a crash the old id must not
+    /// work again. On failure `session` is left exactly as it was:
+    /// [`Error::Gone`] if the session was destroyed or expired meanwhile.
+    pub fn regenerate(&self, session: &mut Session) -> Result<()> {
+        self.change_id(session, None)
+    }
+
+    /// Logs `user` in: a new id carrying the user, in one atomic step with
+    /// the old id's deletion, durable before it returns (in either
+    /// durability mode). Either the new id carries the user, or nothing
+    /// stored changed and `session` is exactly as it was (an error).
+    ///
+    /// What the new session holds:
+    /// - from an anonymous session, or one of the same `user`: its values,
+    ///   this copy's unsaved ones included (a cart survives login);
+    /// - from a session of a *different* user: nothing. It starts empty
+    ///   (Django's `flush`), so no value of one account leaks into
+    ///   another; set the new session's values after this call.
+    ///
+    /// Either way the session's times start again: created now, with a
+    /// fresh absolute deadline. Races are retried as in
+    /// [`regenerate`](Self::regenerate). If the user then has more than
+    /// [`Config::max_sessions_per_user`] sessions, their oldest are
+    /// destroyed (never this one).
+    pub fn login(&self, session: &mut Session, user: &str) -> Result<()> {
+        check_user(user)?;
+        self.change_id(session, Some(user))
+    }
+
+    /// The id change behind [`regenerate`](Self::regenerate) and
+    /// [`login`](Self::login). It works on copies and writes `session` back
+    /// only once the new id is durable.
+    fn change_id(&self, session: &mut Session, login: Option<&str>) -> Result<()> {
+        let shared = &self.shared;
+        shared.poison.check()?;
+        // In-process updaters of the old id wait their turn, so they cannot
+        // starve this rename with conflicts; released once it is done.
+        let turn = self.stripe(&session.id);
+        // The old id is revoked before it is renamed away, as every revoker
+        // does: an import racing this call then meets the revocation once
+        // the old id is gone, and a crash between the two leaves only a
+        // revocation of a live id (which blocks nothing but importing it).
+        if session.version.is_some() {
+            self.revoke_session(&session.id, shared.now())?;
+        }
+        // The user the new id will carry, and that user's revocation as it
+        // stands before the change (see the check after the rename).
+        let user = login.or(session.user.as_deref()).map(str::to_owned);
+        let revoked_before = match &user {
+            Some(u) => self.user_revoked_at(u)?,
+            None => None,
+        };
+        // `from` is the copy whose stored version the rename expects: the
+        // caller's, then after a conflict the fresh stored one with the
+        // caller's unsaved values replayed over it.
+        let mut from = session.clone();
+        for _ in 0..UPDATE_RETRIES {
+            let now = shared.now();
+            let mut next = from.clone();
+            next.id = SessionId::generate()?;
+            next.body.last_seen_ms = next.body.last_seen_ms.max(now);
+            if let Some(user) = login {
+                if next.user.as_deref().is_some_and(|u| u != user) {
+                    // Another account's session: nothing of it carries over.
+                    next.pending.clear();
+                    next.body.data.clear();
+                }
+                let data = std::mem::take(&mut next.body.data);
+                next.body = Body {
+                    data,
+                    ..self.fresh_body(now)
+                };
+                next.user = Some(user.to_owned());
+            }
+            let version = from.version.map_or(1, |v| v + 1);
+            let outcome = match from.version {
+                // Never stored and still empty: a new id is all it takes.
+                None if next.is_empty() => Outcome::Written,
+                None => {
+                    let value = shared.encode(version, next.user.as_deref(), &next.body)?;
+                    shared.backend.put(&next.id, None, &value, now)?
+                }
+                Some(expected) => {
+                    let value = shared.encode(version, next.user.as_deref(), &next.body)?;
+                    shared
+                        .backend
+                        .rename(&from.id, expected, &next.id, &value, now)?
+                }
+            };
+            match outcome {
+                Outcome::Written => {}
+                // A fresh id that is taken: astronomically unlikely; draw again.
+                Outcome::Conflict if from.version.is_none() => continue,
+                Outcome::Conflict => {
+                    // Another request stored the session in between.
+                    let Some(mut fresh) = self.read(&from.id, now)? else {
+                        return Err(Error::Gone {
+                            id_hint: from.id.hint(),
+                        });
+                    };
+                    session.replay_pending(&mut fresh);
+                    from = fresh;
+                    continue;
+                }
+                Outcome::Missing => {
+                    return Err(Error::Gone {
+                        id_hint: from.id.hint(),
+                    });
+                }
+            }
+            let stored = !(from.version.is_none() && next.is_empty());
+            if stored {
+                next.stored_at(version);
+            }
+            drop(turn);
+            next.renewed = true;
+            next.touched = false;
+            if let Some(user) = user.as_deref()
+                && self.revoked_meanwhile(user, revoked_before, next.body.created_ms)?
+            {
+                // A log out everywhere covers this session, and its walk of
+                // the user's index may have passed the new id's place before
+                // the rename landed: it wins.
+                self.revoke_session(&next.id, now)?;
+                shared.backend.delete(&next.id)?;
+                shared.after_write(Wait::Always)?;
+                return Err(Error::Gone {
+                    id_hint: from.id.hint(),
+                });
+            }
+            if let Some(user) = login
+                && let Err(e) = self.trim_user(user, &next.id, now)
+            {
+                // The login itself is done; the limit is upkeep.
+                tracing::warn!(error = %e, "could not log out a user's oldest sessions");
+            }
+            if stored {
+                shared.after_write(Wait::Always)?;
+            }
+            *session = next;
+            return Ok(());
+        }
+        Err(Error::Conflict {
+            id_hint: session.id.hint(),
+        })
+    }
+
+    /// The update lock stripe of `id`.
+    fn stripe(&self, id: &SessionId) -> MutexGuard<'_, ()> {
+        let stripe = usize::from(id.as_bytes()[0]) % UPDATE_STRIPES;
+        // The guard protects no data; a panic in another holder leaves
+        // nothing to repair.
+        self.shared.update_locks[stripe]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deletes the session; `true` if it existed. Later saves of any copy of
+    /// it fail with [`Error::Gone`].
+    pub fn destroy(&self, session: &Session) -> Result<bool> {
+        self.destroy_id(&session.id)
+    }
+
+    /// Deletes the session with this id; `true` if it existed. It returns
+    /// once the session's absence is durable, in either durability mode (a
+    /// logged-out cookie must not work again after a crash), also when
+    /// another write (a sweep, another logout) had already deleted it.
+    pub fn destroy_id(&self, id: &SessionId) -> Result<bool> {
+        self.shared.poison.check()?;
+        self.revoke_session(id, self.shared.now())?;
+        let existed = self.shared.backend.delete(id)?;
+        // Whether or not it was there: the revocation must be durable, and
+        // so must a delete by someone else (the sweeper, a log out
+        // everywhere still walking) that made it absent.
+        self.shared.after_write(Wait::Always)?;
+        Ok(existed)
+    }
+
+    /// Loads the session, applies `f`, and saves it, retrying from a fresh
+    /// load when another request changed it in between, so no update is lost.
+    /// `f` may run more than once. Returns the session as saved and what the
+    /// run of `f` that was saved returned; `Ok(None)` if the session does
+    /// not exist.
+    pub fn update<R>(
+        &self,
+        id: &SessionId,
+        mut f: impl FnMut(&mut Session) -> R,
+    ) -> Result<Option<(Session, R)>> {
+        let _turn = self.stripe(id);
+        for _ in 0..UPDATE_RETRIES {
+            let Some(mut session) = self.load_id(id)? else {
+                return Ok(None);
+            };
+            let out = f(&mut session);
+            match self.save(&mut session) {
+                Ok(()) => return Ok(Some((session, out))),
+                Err(Error::Conflict { .. }) => continue,
+                Err(Error::Gone { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict { id_hint: id.hint() })
+    }
+
+    /// Stores the session's changes as [`save`](Self::save) does, except
+    /// that a conflict is merged instead of reported: when another request
+    /// stored the session since this copy was read, the fresh copy is loaded,
+    /// this copy's unsaved changes are laid over it key by key (the values it
+    /// set, the values it removed), and that is saved, retried like
+    /// [`update`](Self::update). Where both set the same key, the last to
+    /// save wins. A merge carries values only: it never changes who the
+    /// session belongs to (only [`login`](Self::login) and destroying do).
+    ///
+    /// On success `session` is the copy as stored; it still needs a cookie
+    /// ([`Session::needs_cookie`]) if it did before. Fails with
+    /// [`Error::Gone`] if the session was destroyed or expired meanwhile
+    /// (this copy's changes are dropped rather than bringing it back), and
+    /// otherwise as `save` does. For a read-modify-write of one value (a
+    /// counter) use [`update`](Self::update): a merge keeps the last value
+    /// written, not the sum.
+    pub fn save_merging(&self, session: &mut Session) -> Result<()> {
+        match self.save(session) {
+            // A new session's fresh id already taken is no copy of ours to
+            // merge into (the same astronomically unlikely draw as in
+            // `change_id`).
+            Err(Error::Conflict { .. }) if !session.is_new() => {}
+            done => return done,
+        }
+        let id = session.id;
+        let _turn = self.stripe(&id);
+        for _ in 0..UPDATE_RETRIES {
+            let Some(mut fresh) = self.load_id(&id)? else {
+                return Err(Error::Gone { id_hint: id.hint() });
+            };
+            session.replay_pending(&mut fresh);
+            match self.save(&mut fresh) {
+                Ok(()) => {
+                    // What the browser still needs is this copy's to say.
+                    fresh.renewed = session.renewed;
+                    fresh.touched |= session.touched;
+                    *session = fresh;
+                    return Ok(());
+                }
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict { id_hint: id.hint() })
+    }
+
+    /// Calls `each` with every id in `user`'s index, a page at a time, so
+    /// that no number of sessions is ever held in memory at once.
+    fn each_of_user(
+        &self,
+        user: &str,
+        mut each: impl FnMut(SessionId) -> Result<()>,
+    ) -> Result<()> {
+        let mut cursor: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .shared
+                .backend
+                .user_sessions(user, cursor.as_deref(), USER_PAGE)?;
+            for id in page.ids {
+                each(id)?;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// The live sessions of `user`, oldest first: at most
+    /// [`Config::max_sessions_per_user`] of them, the newest. The user's
+    /// index is read a page at a time, so memory stays bounded by that limit
+    /// whatever the index holds.
+    pub fn sessions_of(&self, user: &str) -> Result<Vec<SessionInfo>> {
+        check_user(user)?;
+        let now = self.shared.now();
+        let cap = self.shared.settings.max_sessions_per_user;
+        let mut newest: BTreeMap<(u64, SessionId), SessionInfo> = BTreeMap::new();
+        self.each_of_user(user, |id| {
+            let Some(s) = self.read(&id, now)? else {
+                return Ok(());
+            };
+            if s.user() != Some(user) {
+                return Ok(());
+            }
+            newest.insert(
+                (s.created_at(), id),
+                SessionInfo {
+                    id,
+                    created_at: s.created_at(),
+                    last_seen: s.last_seen(),
+                    expires_at: s.expires_at(),
+                },
+            );
+            if newest.len() > cap {
+                newest.pop_first();
+            }
+            Ok(())
+        })?;
+        Ok(newest.into_values().collect())
+    }
+
+    /// Destroys `user`'s oldest sessions beyond the per-user limit, never
+    /// `keep` (the session just logged in). The index is counted first
+    /// (cheap, no records read); only a user over the limit pays for reading
+    /// the records, a page at a time, keeping the newest in a bounded set.
+    fn trim_user(&self, user: &str, keep: &SessionId, now: u64) -> Result<()> {
+        let cap = self.shared.settings.max_sessions_per_user;
+        let mut count = 0usize;
+        self.each_of_user(user, |_| {
+            count += 1;
+            Ok(())
+        })?;
+        if count <= cap {
+            return Ok(());
+        }
+        // The newest `cap - 1` others, besides `keep`.
+        let room = cap.saturating_sub(1);
+        let mut newest: BTreeSet<(u64, SessionId)> = BTreeSet::new();
+        let mut evict: Vec<SessionId> = Vec::new();
+        self.each_of_user(user, |id| {
+            if id == *keep {
+                return Ok(());
+            }
+            let created = match self.read(&id, now) {
+                Ok(Some(s)) => s.created_at(),
+                // Expired or gone: the sweeper's, not ours. A record that
+                // does not decode is for check and repair; it must not make
+                // a login fail.
+                Ok(None) | Err(Error::Corrupt { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            newest.insert((created, id));
+            if newest.len() > room
+                && let Some((_, oldest)) = newest.pop_first()
+            {
+                evict.push(oldest);
+            }
+            if evict.len() >= USER_PAGE {
+                for id in evict.drain(..) {
+                    self.revoke_session(&id, now)?;
+                    self.shared.backend.delete(&id)?;
+                }
+            }
+            Ok(())
+        })?;
+        for id in evict {
+            self.revoke_session(&id, now)?;
+            self.shared.backend.delete(&id)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every session of `user` except `keep` ("log out everywhere
+    /// else"); returns how many were deleted. It works a page of the user's
+    /// index at a time, and returns once the deletions are durable, in
+    /// either durability mode.
+    pub fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<usize> {
+        check_user(user)?;
+        self.shared.poison.check()?;
+        // First the revocation, then the deletions: an import racing this
+        // call either meets the revocation or is deleted by the walk.
+        let now = self.shared.now();
+        let until = now.saturating_add(self.shared.horizon_ms);
+        self.shared
+            .backend
+            .revoke(&revocation::user_key(user), now, until)?;
+        let mut n = 0;
+        self.each_of_user(user, |id| {
+            if Some(&id) == keep {
+                return Ok(());
+            }
+            // Each id too, so no clock has to agree with this one's for an
+            // old export of it to stay out.
+            self.revoke_session(&id, now)?;
+            if self.shared.backend.delete(&id)? {
+                n += 1;
+            }
+            Ok(())
+        })?;
+        self.shared.after_write(Wait::Always)?;
+        Ok(n)
+    }
+
+    /// The `Set-Cookie` value that hands this session to the browser.
+    pub fn set_cookie(&self, session: &Session) -> String {
+        let token = self
+            .shared
+            .settings
+            .ring
+            .sign(Purpose::Session, &session.id);
+        let left = session.expires_at().saturating_sub(self.shared.now());
+        self.shared
+            .settings
+            .cookie
+            .set_cookie(&token, std::time::Duration::from_millis(left))
+    }
+
+    /// A CSRF token bound to this session id: its keyed CSRF tag, masked
+    /// afresh on every call (see [`KeyRing::csrf_token`]). It costs no
+    /// storage, changes with the id (at login), reveals nothing of the id,
+    /// and can never be used as a session cookie. Fails only if the OS
+    /// random number generator does.
+    pub fn csrf_token(&self, id: &SessionId) -> Result<String> {
+        self.shared.settings.ring.csrf_token(id)
+    }
+
+    /// `true` if `token` is a CSRF token of this session id under a key in
+    /// the ring. The tag comparison is constant-time.
+    pub fn verify_csrf(&self, id: &SessionId, token: &[u8]) -> bool {
+        self.shared.settings.ring.verify_csrf(id, token)
+    }
+
+    /// The `Set-Cookie` value that removes the session cookie.
+    pub fn removal_cookie(&self) -> String {
+        self.shared.settings.cookie.removal()
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<()> {
+        let (seq, _) = self.shared.commit.note_write();
+        self.shared
+            .commit
+            .wait_durable(seq, || self.shared.backend.flush())
+    }
+
+    /// Stops the sweeper, flushes, and closes the store, marking it closed
+    /// cleanly (so the next open skips the crash check). Runs once: `Drop`
+    /// after it does nothing more. A poisoned engine, or one whose flush
+    /// here fails, is not marked clean, and the failure poisons it.
+    pub fn close(self) -> Result<()> {
+        self.close_once()
+    }
+
+    fn close_once(&self) -> Result<()> {
+        self.stop_sweeper();
+        if self.shared.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.shared.poison.check()?;
+        self.shared
+            .backend
+            .close()
+            .map_err(|e| self.shared.poison.set(e))
+    }
+
+    fn stop_sweeper(&self) {
+        let sweeper = self
+            .sweeper
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(s) = sweeper {
+            s.stop();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Errors cannot be returned from drop; `close` reports them.
+        let _ = self.close_once();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::sled::store_dir::faults;
+    use crate::{Key, KeyRing, ManualClock};
+
+    fn config(clock: &ManualClock) -> Config {
+        Config::new(KeyRing::new(1, Key::try_from(&[7u8; 64][..]).expect("key")))
+            .clock(clock.clone())
+            .sweeper(false)
+    }
+
+    /// The close-time flush fails once with EIO; a second sync would
+    /// succeed. The store must not be marked clean: the next open runs the
+    /// crash check.
+    #[test]
+    fn a_failed_flush_at_close_leaves_the_store_to_be_checked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = ManualClock::new(1_700_000_000_000);
+        let engine = Engine::open(dir.path(), config(&clock)).expect("open");
+        let mut s = engine.create().expect("create");
+        s.insert("n", &1u32).expect("insert");
+        engine.save(&mut s).expect("save");
+        faults::fail_syncs(dir.path(), 1);
+        let err = engine.close().expect_err("the close-time sync fails");
+        let Error::Poisoned { cause } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            matches!(&**cause, Error::Io { source, .. } if source.raw_os_error() == Some(5)),
+            "{cause:?}"
+        );
+        let engine = Engine::open(dir.path(), config(&clock)).expect("reopen");
+        assert!(
+            engine.recovery().is_some(),
+            "the open after a failed close must run the crash check"
+        );
+        engine.close().expect("close");
+        let engine = Engine::open(dir.path(), config(&clock)).expect("reopen");
+        assert!(engine.recovery().is_none(), "a clean close is clean");
+    }
+
+    /// The same through `Drop`: a dropped engine whose flush fails is not
+    /// clean either, and `Drop` after a failed `close` does not retry it.
+    #[test]
+    fn a_failed_flush_at_drop_leaves_the_store_to_be_checked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = ManualClock::new(1_700_000_000_000);
+        let engine = Engine::open(dir.path(), config(&clock)).expect("open");
+        let mut s = engine.create().expect("create");
+        s.insert("n", &1u32).expect("insert");
+        engine.save(&mut s).expect("save");
+        faults::fail_syncs(dir.path(), 1);
+        drop(engine);
+        let engine = Engine::open(dir.path(), config(&clock)).expect("reopen");
+        assert!(engine.recovery().is_some());
+    }
+}

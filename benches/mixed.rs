@@ -2,7 +2,7 @@
 //! operations per second over a fixed time, 10k live sessions, each
 //! thread picking sessions at random.
 //!
-//! `cargo bench --bench mixed` (SESSIONDB_BENCH_SECS per point, default 3).
+//! `cargo bench -p sessiondb-bench --bench mixed` (SESSIONDB_BENCH_SECS per point, default 3).
 //! Prints a Markdown table, and JSON lines to `$SESSIONDB_BENCH_OUT` when
 //! set (benches/run.sh collects them).
 

@@ -47,11 +47,11 @@ else
 fi
 
 # --features redis adds sessiondb's own Redis backend as a contender.
-cargo bench --features redis --bench workloads
-cargo bench --features redis --bench mixed
-cargo bench --features redis --bench strict_commits
-SESSIONDB_BENCH_SECS=$sustained_secs cargo bench --features redis --bench sustained_writes
-cargo bench --features redis --bench scale
+cargo bench -p sessiondb-bench --features redis --bench workloads
+cargo bench -p sessiondb-bench --features redis --bench mixed
+cargo bench -p sessiondb-bench --features redis --bench strict_commits
+SESSIONDB_BENCH_SECS=$sustained_secs cargo bench -p sessiondb-bench --features redis --bench sustained_writes
+cargo bench -p sessiondb-bench --features redis --bench scale
 
 python3 benches/report.py "benches/run.sh $mode" > BENCHMARKS.md
 echo "wrote BENCHMARKS.md"

@@ -10,7 +10,7 @@
 //!   gets, and deleting every record with its expiry entry in transactions
 //!   of 1000).
 //!
-//! `cargo bench --bench scale` (the `full` run takes about ten minutes).
+//! `cargo bench -p sessiondb-bench --bench scale` (the `full` run takes about ten minutes).
 //! Prints Markdown, and JSON lines to `$SESSIONDB_BENCH_OUT` when set.
 
 #[path = "contenders/mod.rs"]

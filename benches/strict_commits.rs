@@ -8,7 +8,7 @@
 //! - `tower-sqlite-full`: tower-sessions' SQLite store, WAL mode,
 //!   `synchronous=FULL` (every commit fsynced).
 //!
-//! `cargo bench --bench strict_commits` (SESSIONDB_BENCH_SECS per point,
+//! `cargo bench -p sessiondb-bench --bench strict_commits` (SESSIONDB_BENCH_SECS per point,
 //! default 3).
 
 #[path = "contenders/mod.rs"]

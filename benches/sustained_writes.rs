@@ -11,7 +11,7 @@
 //! all. The engine cannot beat the first on this machine; the ratio to it
 //! is the engine's own cost.
 //!
-//! `cargo bench --bench sustained_writes` (SESSIONDB_BENCH_SECS per run,
+//! `cargo bench -p sessiondb-bench --bench sustained_writes` (SESSIONDB_BENCH_SECS per run,
 //! default 20; the targets are stated for 60).
 
 #[path = "contenders/mod.rs"]

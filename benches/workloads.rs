@@ -10,7 +10,7 @@
 //! - `destroy`, `regenerate`.
 //!
 //! The contenders are described in `benches/contenders/mod.rs`.
-//! `cargo bench --bench workloads`; `benches/run.sh` writes BENCHMARKS.md.
+//! `cargo bench -p sessiondb-bench --bench workloads`; `benches/run.sh` writes BENCHMARKS.md.
 
 #[path = "contenders/mod.rs"]
 mod contenders;

@@ -690,15 +690,37 @@ mod tests {
 
     #[test]
     fn padded_or_standard_alphabet_forms_are_rejected() {
+        use base64::engine::general_purpose::STANDARD_NO_PAD;
         let ring = KeyRing::new(5, key(5));
+        // Bytes 0xFB spell "-_v7" in base64url, so this token holds both
+        // characters the standard alphabet spells differently ('+', '/'):
+        // the id sits at bytes 5..37 of the token, whatever the tag is.
         let token = ring.sign(Purpose::Session, &SessionId::from_bytes([0xFB; 32]));
-        let std_alpha = token.as_str().replace('-', "+").replace('_', "/");
-        if std_alpha != token.as_str() {
-            assert_eq!(ring.verify(Purpose::Session, std_alpha.as_bytes()), None);
+        let text = token.as_str();
+        assert!(text.contains('-') && text.contains('_'), "{text}");
+        let bin = URL_SAFE_NO_PAD.decode(text).expect("our token");
+        for other in [
+            text.replace('-', "+").replace('_', "/"),
+            text.replacen('-', "+", 1),
+            text.replacen('_', "/", 1),
+        ] {
+            // The same bytes in the other alphabet: only the spelling is wrong.
+            assert_ne!(other, text);
+            assert_eq!(
+                STANDARD_NO_PAD
+                    .decode(other.replace('-', "+").replace('_', "/"))
+                    .expect("standard base64"),
+                bin
+            );
+            assert_eq!(ring.verify(Purpose::Session, other.as_bytes()), None);
         }
-        let padded = format!("{}==", token.as_str());
+        let padded = format!("{text}==");
         assert_eq!(ring.verify(Purpose::Session, padded.as_bytes()), None);
         assert_eq!(ring.verify(Purpose::Session, b""), None);
+        assert_eq!(
+            ring.verify(Purpose::Session, text.as_bytes()),
+            Some(SessionId::from_bytes([0xFB; 32]))
+        );
     }
 
     #[test]

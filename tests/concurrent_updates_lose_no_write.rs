@@ -37,19 +37,9 @@ fn hammer(env: Env) {
     assert!(engine.admin().check().expect("check").is_empty());
 }
 
-#[test]
-fn sled() {
-    hammer(Env::sled());
-}
-
-#[test]
-fn memory() {
-    hammer(Env::memory());
-}
-
-#[test]
-fn sled_strict() {
-    hammer(Env::sled_with(|c| {
-        c.durability(sessiondb::Durability::Strict)
-    }));
-}
+on_every_backend!(relaxed, hammer);
+on_every_backend!(
+    strict,
+    config = |c: sessiondb::Config| c.durability(sessiondb::Durability::Strict),
+    hammer
+);

@@ -53,19 +53,5 @@ fn absolute_expiry(env: Env) {
     ));
 }
 
-#[test]
-fn idle_expiry_sled() {
-    idle_expiry(Env::sled_with(short));
-}
-#[test]
-fn idle_expiry_memory() {
-    idle_expiry(Env::memory_with(short));
-}
-#[test]
-fn absolute_expiry_sled() {
-    absolute_expiry(Env::sled_with(short));
-}
-#[test]
-fn absolute_expiry_memory() {
-    absolute_expiry(Env::memory_with(short));
-}
+on_every_backend!(idle, config = short, idle_expiry);
+on_every_backend!(absolute, config = short, absolute_expiry);

@@ -14,7 +14,10 @@ use model::{Op, USERS};
 /// Sled, memory and (with the `redis` feature) Redis against the model.
 fn run(ops: &[Op]) {
     #[cfg(feature = "redis")]
-    model::run_on(ops, Some((common::redis_url(), common::redis_prefix())));
+    model::run_on(
+        ops,
+        common::redis_available().then(|| (common::redis_url(), common::redis_prefix())),
+    );
     #[cfg(not(feature = "redis"))]
     model::run(ops);
 }

@@ -14,9 +14,9 @@ fn logged_in(env: &common::Env, user: &str) -> Session {
     s
 }
 
-on_every_backend_with!(
+on_every_backend!(
     a_login_past_the_limit_logs_out_the_oldest,
-    |c: sessiondb::Config| c.max_sessions_per_user(3),
+    config = |c: sessiondb::Config| c.max_sessions_per_user(3),
     |env: common::Env| {
         let mut sessions = Vec::new();
         for _ in 0..5 {
@@ -42,15 +42,17 @@ on_every_backend_with!(
     }
 );
 
-#[test]
-fn the_limit_never_logs_out_the_session_logging_in() {
-    let env = common::Env::memory_with(|c| c.max_sessions_per_user(1));
-    let first = logged_in(&env, "ann");
-    // Same clock reading: the new session is no newer than the old one.
-    let second = logged_in(&env, "ann");
-    assert!(env.engine.load_id(first.id()).expect("load").is_none());
-    assert!(env.engine.load_id(second.id()).expect("load").is_some());
-}
+on_every_backend!(
+    the_limit_never_logs_out_the_session_logging_in,
+    config = |c: sessiondb::Config| c.max_sessions_per_user(1),
+    |env: common::Env| {
+        let first = logged_in(&env, "ann");
+        // Same clock reading: the new session is no newer than the old one.
+        let second = logged_in(&env, "ann");
+        assert!(env.engine.load_id(first.id()).expect("load").is_none());
+        assert!(env.engine.load_id(second.id()).expect("load").is_some());
+    }
+);
 
 #[test]
 fn a_zero_limit_is_refused() {

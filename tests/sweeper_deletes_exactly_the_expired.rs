@@ -69,32 +69,26 @@ fn small_batches(c: sessiondb::Config) -> sessiondb::Config {
     c.sweep_batch(4)
 }
 
-#[test]
-fn sled() {
-    sweep(Env::sled_with(small_batches));
-}
+on_every_backend!(in_small_batches, config = small_batches, sweep);
 
-#[test]
-fn memory() {
-    sweep(Env::memory_with(small_batches));
-}
-
-#[test]
-fn the_background_thread_sweeps_on_its_own() {
-    // The thread runs on real time (a 10 ms tick); the sessions' expiry runs
-    // on the manual clock, which the test moves once. No sleep decides the
-    // outcome: the test waits for the sweeper's own counter.
-    let env = Env::memory_with(|c| c.sweeper(true).sweep_interval(Duration::from_millis(10)));
-    let s = env.stored(1);
-    env.advance(31 * 60);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while env.engine.admin().stats().expect("stats").swept == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sweeper never ran"
-        );
-        std::thread::yield_now();
+// The thread runs on real time (a 10 ms tick); the sessions' expiry runs on
+// the manual clock, which the test moves once. No sleep decides the
+// outcome: the test waits for the sweeper's own counter.
+on_every_backend!(
+    the_background_thread_sweeps_on_its_own,
+    config = |c: sessiondb::Config| c.sweeper(true).sweep_interval(Duration::from_millis(10)),
+    |env: Env| {
+        let s = env.stored(1);
+        env.advance(31 * 60);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while env.engine.admin().stats().expect("stats").swept == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sweeper never ran"
+            );
+            std::thread::yield_now();
+        }
+        assert!(env.engine.load_id(s.id()).expect("load").is_none());
+        assert_eq!(env.engine.admin().stats().expect("stats").live_sessions, 0);
     }
-    assert!(env.engine.load_id(s.id()).expect("load").is_none());
-    assert_eq!(env.engine.admin().stats().expect("stats").live_sessions, 0);
-}
+);

@@ -1,4 +1,5 @@
-//! No sweeper thread outlives its engine, whether closed or dropped.
+//! No sweeper thread outlives its engine, whether closed or dropped, on
+//! any backend.
 //! (One test in this binary, so no other engine's thread is counted.)
 
 mod common;
@@ -43,4 +44,11 @@ fn close_and_drop_both_join_the_sweeper() {
     assert_eq!(sweeper_threads(), 1);
     drop(env);
     assert!(no_sweeper_threads());
+
+    #[cfg(feature = "redis")]
+    if let Some(env) = common::Env::redis_or_skip(with_thread) {
+        assert_eq!(sweeper_threads(), 1);
+        env.engine.close().expect("close");
+        assert!(no_sweeper_threads());
+    }
 }

@@ -70,7 +70,7 @@ fn alice() -> SessionRecord {
         last_seen: T0 + 60_000,
         expires_at: T0 + 60_000 + IDLE_MS,
         absolute_deadline: T0 + DAY_MS,
-        idle_timeout_ms: IDLE_MS,
+        idle_timeout: std::time::Duration::from_millis(IDLE_MS),
         data: BTreeMap::from([
             ("cart".to_owned(), vec![0x01, 0x04, b'b', b'o', b'o', b'k']),
             ("n".to_owned(), vec![0xfb, 0x2c, 0x01]),
@@ -88,7 +88,7 @@ fn anonymous() -> SessionRecord {
         last_seen: T0 + 120_000,
         expires_at: T0 + 120_000 + IDLE_MS,
         absolute_deadline: T0 + DAY_MS,
-        idle_timeout_ms: IDLE_MS,
+        idle_timeout: std::time::Duration::from_millis(IDLE_MS),
         data: BTreeMap::new(),
     }
 }

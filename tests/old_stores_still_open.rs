@@ -358,7 +358,11 @@ fn a_format1_store_reads_back_exactly() {
             live.created_at + ABSOLUTE_MS,
             "{name}: absolute_deadline"
         );
-        assert_eq!(r.idle_timeout_ms, IDLE_MS, "{name}: idle_timeout_ms");
+        assert_eq!(
+            r.idle_timeout,
+            std::time::Duration::from_millis(IDLE_MS),
+            "{name}: idle_timeout"
+        );
         assert_eq!(
             r.data.keys().map(String::as_str).collect::<Vec<_>>(),
             live.values,
@@ -439,7 +443,7 @@ fn a_format1_store_reads_back_exactly() {
             last_seen: created_at,
             expires_at: created_at + IDLE_MS,
             absolute_deadline: created_at + ABSOLUTE_MS,
-            idle_timeout_ms: IDLE_MS,
+            idle_timeout: std::time::Duration::from_millis(IDLE_MS),
             data: Default::default(),
         };
         assert_eq!(
@@ -458,7 +462,7 @@ fn a_format1_store_reads_back_exactly() {
         last_seen: T0 + 6_000,
         expires_at: 0,
         absolute_deadline: T0 + 6_000 + ABSOLUTE_MS,
-        idle_timeout_ms: IDLE_MS,
+        idle_timeout: std::time::Duration::from_millis(IDLE_MS),
         data: Default::default(),
     };
     assert_eq!(

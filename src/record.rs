@@ -195,7 +195,18 @@ pub fn framed_len(user_len: usize, body_len: usize) -> usize {
 
 /// Encodes a body (the engine's part of the format).
 pub fn encode_body(body: &Body) -> Result<Vec<u8>, EncodeError> {
-    bincode::serde::encode_to_vec(body, bincode_config()).map_err(EncodeError::Body)
+    // One allocation: the values, their names, and room for the lengths
+    // and times (varints, at most 10 bytes each).
+    let size = 48
+        + body
+            .data
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 20)
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    bincode::serde::encode_into_std_write(body, &mut out, bincode_config())
+        .map_err(EncodeError::Body)?;
+    Ok(out)
 }
 
 /// Decodes a body; the whole of `bytes` must be used.

@@ -154,8 +154,7 @@ impl Backend for MemoryBackend {
         let Some(value) = state.sessions.get(id) else {
             return Ok(None);
         };
-        let stored = Stored::unframe(id, value)?;
-        Ok((stored.expires_at > now_ms).then_some(stored))
+        Stored::unframe_live(id, value, now_ms)
     }
 
     fn put(

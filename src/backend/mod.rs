@@ -224,9 +224,16 @@ impl Stored {
         .map_err(|e| crate::error::Error::EncodeRecord(Box::new(e)))
     }
 
-    /// Reads back what [`frame`](Self::frame) made.
-    pub(crate) fn unframe(id: &SessionId, bytes: &[u8]) -> Result<Self> {
-        Self::parse(bytes).map_err(|e| ops::corrupt(id, e))
+    /// Reads back what [`frame`](Self::frame) made, if it is live at
+    /// `now_ms` (an expired one is not copied).
+    pub(crate) fn unframe_live(id: &SessionId, bytes: &[u8], now_ms: u64) -> Result<Option<Self>> {
+        let (meta, body) = crate::record::Meta::parse(bytes).map_err(|e| ops::corrupt(id, e))?;
+        Ok((meta.expires_at > now_ms).then(|| Self {
+            version: meta.version,
+            expires_at: meta.expires_at,
+            user: meta.user.map(str::to_owned),
+            body: body.to_vec(),
+        }))
     }
 
     pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<Self, FormatError> {

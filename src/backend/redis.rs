@@ -453,7 +453,7 @@ impl Backend for RedisBackend {
                 .query(c)
         })?;
         match (d, e) {
-            (Some(d), Some(e)) if e > now_ms => Stored::unframe(id, &d).map(Some),
+            (Some(d), Some(e)) if e > now_ms => Stored::unframe_live(id, &d, now_ms),
             _ => Ok(None),
         }
     }

@@ -4,7 +4,7 @@
 //! coalescing, size limits, version checks and retries, durability, and the
 //! sweeper thread.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,19 +20,20 @@ use crate::poison::Poison;
 use crate::record::{self, Body, MAX_USER_LEN};
 
 mod admin;
+mod login;
 mod revocation;
+mod users;
 
 use crate::session::Session;
 use crate::sweeper::{self, Sweeper};
 use crate::token::{KeyRing, Purpose, SessionId};
 pub use admin::{Admin, Imported, Recovery, RepairReport, SessionRecord, Stats};
+pub use users::SessionInfo;
 
 /// How often [`Engine::update`] retries after a conflict before giving up.
 const UPDATE_RETRIES: usize = 64;
 /// Lock stripes for [`Engine::update`]; ids are random, so any byte spreads.
 const UPDATE_STRIPES: usize = 64;
-/// Ids read from a user's index at a time: per-user work never holds more.
-const USER_PAGE: usize = 256;
 
 fn check_user(user: &str) -> Result<()> {
     if user.is_empty() || user.len() > MAX_USER_LEN {
@@ -42,19 +43,6 @@ fn check_user(user: &str) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// One of a user's sessions, as listed by [`Engine::sessions_of`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// The session's id.
-    pub id: SessionId,
-    /// Created, ms since the Unix epoch.
-    pub created_at: u64,
-    /// Last seen, ms since the Unix epoch.
-    pub last_seen: u64,
-    /// Expires, ms since the Unix epoch.
-    pub expires_at: u64,
 }
 
 /// What the engine's handles and its sweeper thread share.
@@ -447,161 +435,6 @@ impl Engine {
         shared.after_write(Wait::AsConfigured)
     }
 
-    /// Gives the session a new id, keeping its data (and storing its pending
-    /// changes); the old id stops working in the same atomic step. Call it
-    /// whenever privileges change, so an id planted before (session
-    /// fixation) is worthless after it; [`login`](Self::login) does.
-    ///
-    /// If another request stored the session in between, it retries on the
-    /// fresh copy with this copy's unsaved values laid over it, so an
-    /// unrelated write never makes it fail. It returns once the change is
-    /// durable, in either durability mode: after a crash the old id must not
-    /// work again. On failure `session` is left exactly as it was:
-    /// [`Error::Gone`] if the session was destroyed or expired meanwhile.
-    pub fn regenerate(&self, session: &mut Session) -> Result<()> {
-        self.change_id(session, None)
-    }
-
-    /// Logs `user` in: a new id carrying the user, in one atomic step with
-    /// the old id's deletion, durable before it returns (in either
-    /// durability mode). Either the new id carries the user, or nothing
-    /// stored changed and `session` is exactly as it was (an error).
-    ///
-    /// What the new session holds:
-    /// - from an anonymous session, or one of the same `user`: its values,
-    ///   this copy's unsaved ones included (a cart survives login);
-    /// - from a session of a *different* user: nothing. It starts empty
-    ///   (Django's `flush`), so no value of one account leaks into
-    ///   another; set the new session's values after this call.
-    ///
-    /// Either way the session's times start again: created now, with a
-    /// fresh absolute deadline. Races are retried as in
-    /// [`regenerate`](Self::regenerate). If the user then has more than
-    /// [`Config::max_sessions_per_user`] sessions, their oldest are
-    /// destroyed (never this one).
-    pub fn login(&self, session: &mut Session, user: &str) -> Result<()> {
-        check_user(user)?;
-        self.change_id(session, Some(user))
-    }
-
-    /// The id change behind [`regenerate`](Self::regenerate) and
-    /// [`login`](Self::login). It works on copies and writes `session` back
-    /// only once the new id is durable.
-    fn change_id(&self, session: &mut Session, login: Option<&str>) -> Result<()> {
-        let shared = &self.shared;
-        shared.poison.check()?;
-        // In-process updaters of the old id wait their turn, so they cannot
-        // starve this rename with conflicts; released once it is done.
-        let turn = self.stripe(&session.id);
-        // The old id is revoked before it is renamed away, as every revoker
-        // does: an import racing this call then meets the revocation once
-        // the old id is gone, and a crash between the two leaves only a
-        // revocation of a live id (which blocks nothing but importing it).
-        if session.version.is_some() {
-            self.revoke_session(&session.id, shared.now())?;
-        }
-        // The user the new id will carry, and that user's revocation as it
-        // stands before the change (see the check after the rename).
-        let user = login.or(session.user.as_deref()).map(str::to_owned);
-        let revoked_before = match &user {
-            Some(u) => self.user_revoked_at(u)?,
-            None => None,
-        };
-        // `from` is the copy whose stored version the rename expects: the
-        // caller's, then after a conflict the fresh stored one with the
-        // caller's unsaved values replayed over it.
-        let mut from = session.clone();
-        for _ in 0..UPDATE_RETRIES {
-            let now = shared.now();
-            let mut next = from.clone();
-            next.id = SessionId::generate()?;
-            next.body.last_seen_ms = next.body.last_seen_ms.max(now);
-            if let Some(user) = login {
-                if next.user.as_deref().is_some_and(|u| u != user) {
-                    // Another account's session: nothing of it carries over.
-                    next.pending.clear();
-                    next.body.data.clear();
-                }
-                let data = std::mem::take(&mut next.body.data);
-                next.body = Body {
-                    data,
-                    ..self.fresh_body(now)
-                };
-                next.user = Some(user.to_owned());
-            }
-            let version = from.version.map_or(1, |v| v + 1);
-            let outcome = match from.version {
-                // Never stored and still empty: a new id is all it takes.
-                None if next.is_empty() => Outcome::Written,
-                None => {
-                    let value = shared.encode(version, next.user.as_deref(), &next.body)?;
-                    shared.backend.put(&next.id, None, &value, now)?
-                }
-                Some(expected) => {
-                    let value = shared.encode(version, next.user.as_deref(), &next.body)?;
-                    shared
-                        .backend
-                        .rename(&from.id, expected, &next.id, &value, now)?
-                }
-            };
-            match outcome {
-                Outcome::Written => {}
-                // A fresh id that is taken: astronomically unlikely; draw again.
-                Outcome::Conflict if from.version.is_none() => continue,
-                Outcome::Conflict => {
-                    // Another request stored the session in between.
-                    let Some(mut fresh) = self.read(&from.id, now)? else {
-                        return Err(Error::Gone {
-                            id_hint: from.id.hint(),
-                        });
-                    };
-                    session.replay_pending(&mut fresh);
-                    from = fresh;
-                    continue;
-                }
-                Outcome::Missing => {
-                    return Err(Error::Gone {
-                        id_hint: from.id.hint(),
-                    });
-                }
-            }
-            let stored = !(from.version.is_none() && next.is_empty());
-            if stored {
-                next.stored_at(version);
-            }
-            drop(turn);
-            next.renewed = true;
-            next.touched = false;
-            if let Some(user) = user.as_deref()
-                && self.revoked_meanwhile(user, revoked_before, next.body.created_ms)?
-            {
-                // A log out everywhere covers this session, and its walk of
-                // the user's index may have passed the new id's place before
-                // the rename landed: it wins.
-                self.revoke_session(&next.id, now)?;
-                shared.backend.delete(&next.id)?;
-                shared.after_write(Wait::Always)?;
-                return Err(Error::Gone {
-                    id_hint: from.id.hint(),
-                });
-            }
-            if let Some(user) = login
-                && let Err(e) = self.trim_user(user, &next.id, now)
-            {
-                // The login itself is done; the limit is upkeep.
-                tracing::warn!(error = %e, "could not log out a user's oldest sessions");
-            }
-            if stored {
-                shared.after_write(Wait::Always)?;
-            }
-            *session = next;
-            return Ok(());
-        }
-        Err(Error::Conflict {
-            id_hint: session.id.hint(),
-        })
-    }
-
     /// The update lock stripe of `id`.
     fn stripe(&self, id: &SessionId) -> MutexGuard<'_, ()> {
         let stripe = usize::from(id.as_bytes()[0]) % UPDATE_STRIPES;
@@ -703,144 +536,6 @@ impl Engine {
             }
         }
         Err(Error::Conflict { id_hint: id.hint() })
-    }
-
-    /// Calls `each` with every id in `user`'s index, a page at a time, so
-    /// that no number of sessions is ever held in memory at once.
-    fn each_of_user(
-        &self,
-        user: &str,
-        mut each: impl FnMut(SessionId) -> Result<()>,
-    ) -> Result<()> {
-        let mut cursor: Option<Vec<u8>> = None;
-        loop {
-            let page = self
-                .shared
-                .backend
-                .user_sessions(user, cursor.as_deref(), USER_PAGE)?;
-            for id in page.ids {
-                each(id)?;
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => return Ok(()),
-            }
-        }
-    }
-
-    /// The live sessions of `user`, oldest first: at most
-    /// [`Config::max_sessions_per_user`] of them, the newest. The user's
-    /// index is read a page at a time, so memory stays bounded by that limit
-    /// whatever the index holds.
-    pub fn sessions_of(&self, user: &str) -> Result<Vec<SessionInfo>> {
-        check_user(user)?;
-        let now = self.shared.now();
-        let cap = self.shared.settings.max_sessions_per_user;
-        let mut newest: BTreeMap<(u64, SessionId), SessionInfo> = BTreeMap::new();
-        self.each_of_user(user, |id| {
-            let Some(s) = self.read(&id, now)? else {
-                return Ok(());
-            };
-            if s.user() != Some(user) {
-                return Ok(());
-            }
-            newest.insert(
-                (s.created_at(), id),
-                SessionInfo {
-                    id,
-                    created_at: s.created_at(),
-                    last_seen: s.last_seen(),
-                    expires_at: s.expires_at(),
-                },
-            );
-            if newest.len() > cap {
-                newest.pop_first();
-            }
-            Ok(())
-        })?;
-        Ok(newest.into_values().collect())
-    }
-
-    /// Destroys `user`'s oldest sessions beyond the per-user limit, never
-    /// `keep` (the session just logged in). The index is counted first
-    /// (cheap, no records read); only a user over the limit pays for reading
-    /// the records, a page at a time, keeping the newest in a bounded set.
-    fn trim_user(&self, user: &str, keep: &SessionId, now: u64) -> Result<()> {
-        let cap = self.shared.settings.max_sessions_per_user;
-        let mut count = 0usize;
-        self.each_of_user(user, |_| {
-            count += 1;
-            Ok(())
-        })?;
-        if count <= cap {
-            return Ok(());
-        }
-        // The newest `cap - 1` others, besides `keep`.
-        let room = cap.saturating_sub(1);
-        let mut newest: BTreeSet<(u64, SessionId)> = BTreeSet::new();
-        let mut evict: Vec<SessionId> = Vec::new();
-        self.each_of_user(user, |id| {
-            if id == *keep {
-                return Ok(());
-            }
-            let created = match self.read(&id, now) {
-                Ok(Some(s)) => s.created_at(),
-                // Expired or gone: the sweeper's, not ours. A record that
-                // does not decode is for check and repair; it must not make
-                // a login fail.
-                Ok(None) | Err(Error::Corrupt { .. }) => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            newest.insert((created, id));
-            if newest.len() > room
-                && let Some((_, oldest)) = newest.pop_first()
-            {
-                evict.push(oldest);
-            }
-            if evict.len() >= USER_PAGE {
-                for id in evict.drain(..) {
-                    self.revoke_session(&id, now)?;
-                    self.shared.backend.delete(&id)?;
-                }
-            }
-            Ok(())
-        })?;
-        for id in evict {
-            self.revoke_session(&id, now)?;
-            self.shared.backend.delete(&id)?;
-        }
-        Ok(())
-    }
-
-    /// Deletes every session of `user` except `keep` ("log out everywhere
-    /// else"); returns how many were deleted. It works a page of the user's
-    /// index at a time, and returns once the deletions are durable, in
-    /// either durability mode.
-    pub fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<usize> {
-        check_user(user)?;
-        self.shared.poison.check()?;
-        // First the revocation, then the deletions: an import racing this
-        // call either meets the revocation or is deleted by the walk.
-        let now = self.shared.now();
-        let until = now.saturating_add(self.shared.horizon_ms);
-        self.shared
-            .backend
-            .revoke(&revocation::user_key(user), now, until)?;
-        let mut n = 0;
-        self.each_of_user(user, |id| {
-            if Some(&id) == keep {
-                return Ok(());
-            }
-            // Each id too, so no clock has to agree with this one's for an
-            // old export of it to stay out.
-            self.revoke_session(&id, now)?;
-            if self.shared.backend.delete(&id)? {
-                n += 1;
-            }
-            Ok(())
-        })?;
-        self.shared.after_write(Wait::Always)?;
-        Ok(n)
     }
 
     /// The `Set-Cookie` value that hands this session to the browser.

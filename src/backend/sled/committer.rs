@@ -202,8 +202,9 @@ impl Committer {
         })
     }
 
-    /// The newest stored value of `id`: the cache's, or the tree's.
-    pub fn load(&self, id: &SessionId) -> Result<Option<Vec<u8>>> {
+    /// The newest stored value of `id` (the cache's, or the tree's), handed
+    /// to `read` without a copy.
+    pub fn load<R>(&self, id: &SessionId, read: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
         // Reads go on after a failure: the cache holds what writers were
         // told, and the tree what was applied.
         let (cached, ticket) = {
@@ -212,7 +213,7 @@ impl Committer {
             (queue.cache.lookup(id), ticket)
         };
         match cached {
-            Some(Cached::Value(v)) => Ok(Some(v.to_vec())),
+            Some(Cached::Value(v)) => Ok(Some(read(&v))),
             Some(Cached::Deleted) => Ok(None),
             // Not cached: the tree has the newest value (a write queued
             // after the look is concurrent with this read).
@@ -221,7 +222,8 @@ impl Committer {
                     let mut queue = self.shared.lock();
                     let applied = queue.applied;
                     queue.cache.fill(id, &v, ticket, applied);
-                    Ok(Some(v.to_vec()))
+                    drop(queue);
+                    Ok(Some(read(&v)))
                 }
                 None => Ok(None),
             },

@@ -189,11 +189,10 @@ fn open_sled(dir: &Path, opts: SledOptions) -> Result<sled::Db> {
 
 impl Backend for SledBackend {
     fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Stored>> {
-        let Some(value) = self.committer.load(id)? else {
-            return Ok(None);
-        };
-        let stored = Stored::unframe(id, &value)?;
-        Ok((stored.expires_at > now_ms).then_some(stored))
+        let stored = self
+            .committer
+            .load(id, |bytes| Stored::unframe_live(id, bytes, now_ms))?;
+        Ok(stored.transpose()?.flatten())
     }
 
     fn put(

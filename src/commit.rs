@@ -11,7 +11,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::poison::Poison;
 
 #[derive(Debug, Default)]
@@ -73,7 +73,9 @@ impl GroupCommit {
             st.flushing = true;
             let target = st.written;
             drop(st);
+            let running = Running(self);
             let result = flush();
+            std::mem::forget(running);
             st = self.lock();
             st.flushing = false;
             let failed = result.err().map(|e| self.poison.set(e));
@@ -88,10 +90,23 @@ impl GroupCommit {
     }
 }
 
+/// Held while a flush runs: if the flush panics, the store's state on disk
+/// is as unknown as after a failed flush, and the writers waiting for it
+/// must not wait forever.
+struct Running<'a>(&'a GroupCommit);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.flushing = false;
+        self.0.poison.set(Error::Storage("a flush panicked".into()));
+        self.0.flushed.notify_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
 
@@ -138,6 +153,44 @@ mod tests {
         }
         assert_eq!(flushes.load(Ordering::SeqCst), 2);
         assert_eq!(gc.lock().durable, 8);
+    }
+
+    /// A flush that panics poisons, and a writer waiting for it gets an
+    /// error instead of waiting forever.
+    #[test]
+    fn a_panicking_flush_poisons_and_wakes_the_waiters() {
+        let gc = Arc::new(GroupCommit::new(Arc::default()));
+        let (started, is_started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let first = {
+            let gc = gc.clone();
+            std::thread::spawn(move || {
+                let (seq, _) = gc.note_write();
+                gc.wait_durable(seq, || {
+                    started.send(()).expect("main waits");
+                    released.recv().expect("main releases");
+                    panic!("the disk driver panicked");
+                })
+            })
+        };
+        is_started.recv().expect("the flush starts");
+        let (answer, answered) = mpsc::channel();
+        {
+            let gc = gc.clone();
+            std::thread::spawn(move || {
+                let (seq, _) = gc.note_write();
+                let _ = answer.send(gc.wait_durable(seq, || Ok(())));
+            });
+        }
+        while gc.lock().waiting < 1 {
+            std::thread::yield_now();
+        }
+        release.send(()).expect("the flush waits");
+        assert!(first.join().is_err(), "the panic reaches its own thread");
+        let result = answered
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the waiter is woken, not left waiting forever");
+        assert!(matches!(result, Err(Error::Poisoned { .. })), "{result:?}");
     }
 
     #[test]

@@ -184,8 +184,8 @@ pub struct Stored {
     pub version: u64,
     /// When the session expires, ms since the Unix epoch.
     pub expires_at: u64,
-    /// The user it belongs to, if any (at most 1024 bytes, as the engine
-    /// checks).
+    /// The user it belongs to, if any: never empty, at most 1024 bytes
+    /// (the engine checks both).
     pub user: Option<String>,
     /// The engine's encoding of the session's times and values.
     pub body: Vec<u8>,
@@ -340,6 +340,62 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// [`Admin`](crate::Admin)'s calls fail with [`Error::Unsupported`](crate::Error::Unsupported).
     fn maintenance(&self) -> Option<&dyn Maintenance> {
         None
+    }
+}
+
+/// A backend chosen at run time (`Box<dyn Backend>`) is a backend too.
+impl<B: Backend + ?Sized> Backend for Box<B> {
+    fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Stored>> {
+        (**self).get(id, now_ms)
+    }
+    fn put(
+        &self,
+        id: &SessionId,
+        expected: Option<u64>,
+        session: &Stored,
+        now_ms: u64,
+    ) -> Result<Outcome> {
+        (**self).put(id, expected, session, now_ms)
+    }
+    fn rename(
+        &self,
+        old: &SessionId,
+        expected: u64,
+        new: &SessionId,
+        session: &Stored,
+        now_ms: u64,
+    ) -> Result<Outcome> {
+        (**self).rename(old, expected, new, session, now_ms)
+    }
+    fn delete(&self, id: &SessionId) -> Result<bool> {
+        (**self).delete(id)
+    }
+    fn expired(&self, now_ms: u64, limit: usize) -> Result<Vec<SessionId>> {
+        (**self).expired(now_ms, limit)
+    }
+    fn delete_expired(&self, ids: &[SessionId], now_ms: u64) -> Result<u64> {
+        (**self).delete_expired(ids, now_ms)
+    }
+    fn user_sessions(&self, user: &str, cursor: Option<&[u8]>, limit: usize) -> Result<UserPage> {
+        (**self).user_sessions(user, cursor, limit)
+    }
+    fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()> {
+        (**self).revoke(key, at_ms, until_ms)
+    }
+    fn revoked_at(&self, key: &[u8], now_ms: u64) -> Result<Option<u64>> {
+        (**self).revoked_at(key, now_ms)
+    }
+    fn forget_revocations(&self, now_ms: u64, limit: usize) -> Result<u64> {
+        (**self).forget_revocations(now_ms, limit)
+    }
+    fn flush(&self) -> Result<()> {
+        (**self).flush()
+    }
+    fn close(&self) -> Result<()> {
+        (**self).close()
+    }
+    fn maintenance(&self) -> Option<&dyn Maintenance> {
+        (**self).maintenance()
     }
 }
 

@@ -182,18 +182,32 @@ impl Engine {
             poison.clone(),
         )?;
         let was_clean = backend.was_clean();
-        let mut engine = Self::start(Box::new(backend), s, poison)?;
+        let mut engine = Self::new(Box::new(backend), s, poison)?;
         if !was_clean {
             // The last run crashed: check the invariants the transactions
-            // promise, and mend (and report) anything that broke.
-            let found = engine.admin().check()?;
-            let repair = match found.is_empty() {
-                true => None,
-                false => Some(engine.admin().repair()?),
-            };
-            engine.recovery = Some(Recovery { found, repair });
+            // promise, and mend (and report) anything that broke; before
+            // the sweeper starts, so nothing races the repair.
+            match engine.recover() {
+                Ok(recovery) => engine.recovery = Some(recovery),
+                Err(e) => {
+                    // Not recovered: the store must not be marked clean on
+                    // the way out, so the next open checks it again.
+                    engine.shared.closed.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
         }
+        engine.start_sweeper()?;
         Ok(engine)
+    }
+
+    fn recover(&self) -> Result<Recovery> {
+        let found = self.admin().check()?;
+        let repair = match found.is_empty() {
+            true => None,
+            false => Some(self.admin().repair()?),
+        };
+        Ok(Recovery { found, repair })
     }
 
     /// `Some` if the store's last run did not close cleanly: what the check
@@ -217,18 +231,23 @@ impl Engine {
     /// ```
     /// use sessiondb::{Config, Engine, Key, KeyRing, MemoryBackend};
     /// let ring = KeyRing::new(1, Key::generate()?);
-    /// let engine = Engine::with_backend(MemoryBackend::new(), Config::new(ring))?;
+    /// let engine = Engine::with_backend(MemoryBackend::new(), Config::new(ring.clone()))?;
+    /// // Or one chosen at run time:
+    /// let backend: Box<dyn sessiondb::Backend> = Box::new(MemoryBackend::new());
+    /// let engine = Engine::with_backend(backend, Config::new(ring))?;
     /// # Ok::<(), sessiondb::Error>(())
     /// ```
     pub fn with_backend(backend: impl Backend, config: Config) -> Result<Self> {
-        Self::start(Box::new(backend), config.validate()?, Arc::default())
+        let engine = Self::new(Box::new(backend), config.validate()?, Arc::default())?;
+        engine.start_sweeper()?;
+        Ok(engine)
     }
 
-    fn start(backend: Box<dyn Backend>, s: Settings, poison: Arc<Poison>) -> Result<Self> {
+    /// The engine, without its sweeper yet.
+    fn new(backend: Box<dyn Backend>, s: Settings, poison: Arc<Poison>) -> Result<Self> {
         if let Some(why) = s.cookie.host_prefix_warning() {
             tracing::warn!("{why}");
         }
-        let sweep = s.sweeper.then_some(s.sweep_interval);
         let horizon_ms = revocation::horizon(backend.as_ref(), &s)?;
         let shared = Arc::new(Shared {
             horizon_ms,
@@ -240,19 +259,24 @@ impl Engine {
             update_locks: (0..UPDATE_STRIPES).map(|_| Mutex::new(())).collect(),
             sweep_counters: Arc::default(),
         });
-        let sweeper = match sweep {
-            Some(every) => {
-                let pass = shared.clone();
-                let counters = shared.sweep_counters.clone();
-                Some(Sweeper::spawn(every, counters, move || pass.sweep())?)
-            }
-            None => None,
-        };
         Ok(Self {
             shared,
-            sweeper: Mutex::new(sweeper),
+            sweeper: Mutex::new(None),
             recovery: None,
         })
+    }
+
+    /// Starts the sweeper thread, if the settings want one.
+    fn start_sweeper(&self) -> Result<()> {
+        let settings = &self.shared.settings;
+        if !settings.sweeper {
+            return Ok(());
+        }
+        let pass = self.shared.clone();
+        let counters = self.shared.sweep_counters.clone();
+        let sweeper = Sweeper::spawn(settings.sweep_interval, counters, move || pass.sweep())?;
+        *self.sweeper.lock().unwrap_or_else(|e| e.into_inner()) = Some(sweeper);
+        Ok(())
     }
 
     /// The session cookie's settings.

@@ -136,17 +136,25 @@ struct Queue {
     cache: RecordCache,
     /// The sequence number of the last write queued.
     issued: u64,
-    /// Every write up to this one has been applied.
+    /// Every write up to this one has been applied (or, after a failure,
+    /// given up on).
     applied: u64,
+    /// The committer could not apply a batch as it was answered: the tree
+    /// is not what writers were told, so the cache's misses can no longer
+    /// be served from it, and loads are refused.
+    diverged: bool,
 }
 
 /// What the writers and the committer thread share.
 #[derive(Debug)]
 struct Shared {
     queue: Mutex<Queue>,
-    /// Signalled when writes are applied, and when the store is poisoned.
+    /// Signalled when writes are applied, and when the committer fails.
     progress: Condvar,
     poison: Arc<Poison>,
+    /// Makes the next batch fail as a failed transaction would (tests).
+    #[cfg(test)]
+    fail_next_batch: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -178,9 +186,12 @@ impl Committer {
                 cache: RecordCache::new(cache_bytes),
                 issued: 0,
                 applied: 0,
+                diverged: false,
             }),
             progress: Condvar::new(),
             poison,
+            #[cfg(test)]
+            fail_next_batch: std::sync::atomic::AtomicBool::new(false),
         });
         let (sender, receiver) = crossbeam_channel::unbounded::<Request>();
         let sessions = trees.sessions.clone();
@@ -205,10 +216,16 @@ impl Committer {
     /// The newest stored value of `id` (the cache's, or the tree's), handed
     /// to `read` without a copy.
     pub fn load<R>(&self, id: &SessionId, read: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
-        // Reads go on after a failure: the cache holds what writers were
-        // told, and the tree what was applied.
+        // Reads go on after a failed flush (the tree holds every write, its
+        // durability is what is unknown), not after a failed batch: the
+        // tree then lacks writes whose cached copies may be evicted, and a
+        // miss would read what a logout deleted.
         let (cached, ticket) = {
             let mut queue = self.shared.lock();
+            if queue.diverged {
+                self.shared.poison.check()?;
+                return Err(self.shared.poison.set(CommitterPanicked.into_error()));
+            }
             let ticket = queue.cache.ticket(queue.issued);
             (queue.cache.lookup(id), ticket)
         };
@@ -293,12 +310,23 @@ impl Committer {
         self.shared.poison.check()
     }
 
-    /// Forgets every cached read, and refuses to cache reads in flight: for
-    /// a change made to the trees behind the queue (a repair).
-    pub fn forget_reads(&self) {
-        let mut queue = self.shared.lock();
-        let applied = queue.applied;
-        queue.cache.forget_reads(applied);
+    /// Runs `change`, a change to the trees made behind the queue (a
+    /// repair), with the queue empty and held: no write is decided and no
+    /// load looks at the cache meanwhile. Then forgets every cached read,
+    /// and refuses to cache reads that were in flight.
+    pub fn behind_the_queue<R>(&self, change: impl FnOnce() -> Result<R>) -> Result<R> {
+        loop {
+            self.drain()?;
+            let mut queue = self.shared.lock();
+            if queue.applied < queue.issued {
+                // A write came in between: drain it too.
+                continue;
+            }
+            let result = change();
+            let applied = queue.applied;
+            queue.cache.forget_reads(applied);
+            return result;
+        }
     }
 
     /// Closes the queue and waits for the thread to apply what it holds.
@@ -308,6 +336,14 @@ impl Committer {
             // A panicked committer poisoned the store on its way out.
             let _ = thread.join();
         }
+    }
+
+    /// Makes the next batch fail without touching the trees.
+    #[cfg(test)]
+    pub fn fail_next_batch(&self) {
+        self.shared
+            .fail_next_batch
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn is_running(&self) -> bool {
@@ -351,7 +387,8 @@ fn run(trees: &WriteTrees, receiver: &crossbeam_channel::Receiver<Request>, shar
     impl Drop for OnPanic<'_> {
         fn drop(&mut self) {
             if std::thread::panicking() {
-                let _queue = self.0.lock();
+                let mut queue = self.0.lock();
+                queue.diverged = true;
                 self.0.poison.set(CommitterPanicked.into_error());
                 self.0.progress.notify_all();
             }
@@ -366,13 +403,23 @@ fn run(trees: &WriteTrees, receiver: &crossbeam_channel::Receiver<Request>, shar
                 Err(_) => break,
             }
         }
-        let result = trees.transaction(|txn| {
-            let mut out = Vec::with_capacity(batch.len());
-            for request in &batch {
-                out.push(apply(txn, &request.op)?);
-            }
-            Ok(out)
-        });
+        // A failed transaction, for the tests of what one leaves behind.
+        #[cfg(test)]
+        let injected = shared
+            .fail_next_batch
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
+        #[cfg(not(test))]
+        let injected = false;
+        let result = match injected {
+            true => Err(Error::Storage("an injected batch failure".into())),
+            false => trees.transaction(|txn| {
+                let mut out = Vec::with_capacity(batch.len());
+                for request in &batch {
+                    out.push(apply(txn, &request.op)?);
+                }
+                Ok(out)
+            }),
+        };
         // The writers were answered already: any difference from what they
         // were told, or a failed transaction, means acknowledged writes are
         // not what the store holds.
@@ -396,6 +443,7 @@ fn run(trees: &WriteTrees, receiver: &crossbeam_channel::Receiver<Request>, shar
         let last = batch.last().map_or(0, |r| r.seq);
         let mut queue = shared.lock();
         if let Some(e) = failure {
+            queue.diverged = true;
             shared.poison.set(e);
         }
         queue.applied = queue.applied.max(last);

@@ -291,6 +291,7 @@ impl Backend for SledBackend {
     }
 
     fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()> {
+        self.poison.check()?;
         let _one_at_a_time = self.revoking.lock().unwrap_or_else(|e| e.into_inner());
         let main = keys::revocation(key);
         let old = self
@@ -322,6 +323,7 @@ impl Backend for SledBackend {
     }
 
     fn forget_revocations(&self, now_ms: u64, limit: usize) -> Result<u64> {
+        self.poison.check()?;
         let _one_at_a_time = self.revoking.lock().unwrap_or_else(|e| e.into_inner());
         let end = keys::revocation_due(now_ms, &[0xff; 8]);
         let mut batch = sled::Batch::default();
@@ -449,12 +451,14 @@ impl Maintenance for SledBackend {
     }
 
     fn fix(&self, violation: &Violation) -> Result<bool> {
-        self.committer.drain()?;
-        // This changes the trees behind the cache's back: forget what it
-        // read, and any read in flight.
-        self.committer.forget_reads();
-        self.trees
-            .transaction(|txn| TxError::split(ops::fix(txn, violation)))?
+        self.poison.check()?;
+        // This changes the trees behind the cache's back, so it runs with
+        // the queue held: no write decided against a cache it is about to
+        // make stale, no read it could cache from before the change.
+        self.committer.behind_the_queue(|| {
+            self.trees
+                .transaction(|txn| TxError::split(ops::fix(txn, violation)))?
+        })
     }
 
     fn quarantined(&self) -> Result<u64> {
@@ -510,6 +514,78 @@ mod tests {
             cache_capacity: 1 << 20,
             flush_every_ms: None,
             session_cache_bytes: 1024,
+        }
+    }
+
+    /// A batch fails after its writers were answered: the cache held what
+    /// they were told, but once it evicts that, the tree holds an older
+    /// state. A logged-out session must not come back from it: loads are
+    /// refused.
+    #[test]
+    fn after_a_failed_batch_loads_are_refused_not_served_stale() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let opts = SledOptions {
+            // Nothing stays cached once applied.
+            session_cache_bytes: 0,
+            ..opts()
+        };
+        let b = SledBackend::open(dir.path(), opts).expect("open");
+        let id = SessionId::from_bytes([1; 32]);
+        assert_eq!(
+            b.put(&id, None, &record(1), 0).expect("put"),
+            Outcome::Written
+        );
+        b.committer.drain().expect("applied");
+        b.committer.fail_next_batch();
+        assert!(b.delete(&id).expect("logout is answered"));
+        assert!(matches!(b.committer.drain(), Err(Error::Poisoned { .. })));
+        let got = b.get(&id, 0);
+        assert!(
+            matches!(got, Err(Error::Poisoned { .. })),
+            "a logged-out session read back: {got:?}"
+        );
+    }
+
+    /// A repair quarantines a record whose body does not decode while a
+    /// logout of it races in: the logout is decided either before the
+    /// repair (and applied before it) or after (and finds nothing). A
+    /// logout answered against the tree as it was before the repair, and
+    /// applied after it, would diverge and poison the store.
+    #[test]
+    fn a_repair_racing_a_logout_never_diverges() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let b = SledBackend::open(dir.path(), opts()).expect("open");
+        for round in 0..300u32 {
+            let mut bytes = [0u8; 32];
+            bytes[..4].copy_from_slice(&round.to_be_bytes());
+            let id = SessionId::from_bytes(bytes);
+            // A good header, a body that does not decode.
+            let framed = crate::record::frame(1, 1_000_000, None, &[0xff; 9]).expect("frame");
+            b.trees
+                .sessions
+                .insert(id.as_bytes(), framed)
+                .expect("plant");
+            b.trees
+                .expiry
+                .insert(&keys::expiry(1_000_000, &id)[..], &[][..])
+                .expect("plant");
+            let violation = Violation::Corrupt {
+                id,
+                reason: "planted".into(),
+            };
+            let start = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    start.wait();
+                    Maintenance::fix(&b, &violation).expect("fix");
+                });
+                start.wait();
+                b.delete(&id).expect("delete");
+            });
+            assert!(
+                b.committer.drain().is_ok(),
+                "round {round}: the store was poisoned"
+            );
         }
     }
 

@@ -8,14 +8,12 @@ mod common;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
 use axum::routing::{any, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Request, StatusCode, header};
 use sessiondb::web::{SessionHandle, SessionLayer, WebError};
 use sessiondb::{Config, Engine, Purpose};
-use tower::ServiceExt as _;
 
 fn engine() -> Arc<Engine> {
     Arc::new(
@@ -50,43 +48,17 @@ fn app(engine: Arc<Engine>) -> Router {
         )
 }
 
-struct Reply {
-    status: StatusCode,
-    cookie: Option<String>,
-    body: String,
-}
-
-async fn call(app: &Router, req: http::request::Builder) -> Reply {
-    let resp = app
-        .clone()
-        .oneshot(req.body(Body::empty()).expect("request"))
-        .await
-        .expect("infallible");
-    let status = resp.status();
-    let cookie = resp.headers().get(header::SET_COOKIE).map(|v| {
-        let v = v.to_str().expect("ascii");
-        v.split(';').next().expect("pair").to_owned()
-    });
-    let body = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .expect("body")
-        .to_bytes();
-    Reply {
-        status,
-        cookie,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
+use common::web::send;
 
 /// A session and its CSRF token, made through `/start`.
 async fn session(app: &Router) -> (String, String) {
-    let r = call(
+    let r = send(
         app,
         Request::post("/start").header(header::HOST, "app.test"),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
-    (r.cookie.expect("cookie"), r.body)
+    (r.cookie().expect("cookie"), r.body)
 }
 
 /// `method /action` with the session's cookie, and the token if given.
@@ -98,7 +70,7 @@ async fn act(app: &Router, method: &str, cookie: &str, token: Option<&str>) -> S
     if let Some(t) = token {
         req = req.header("x-csrf-token", t);
     }
-    call(app, req).await.status
+    send(app, req).await.status
 }
 
 #[tokio::test]
@@ -129,7 +101,7 @@ async fn cross_origin_requests_are_refused_even_on_exempt_paths() {
         ("origin", "null"),
         ("sec-fetch-site", "cross-site"),
     ] {
-        let r = call(
+        let r = send(
             &app,
             Request::post("/login")
                 .header(header::HOST, "app.test")
@@ -137,12 +109,12 @@ async fn cross_origin_requests_are_refused_even_on_exempt_paths() {
         )
         .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{name}: {value}");
-        assert!(r.cookie.is_none());
+        assert!(r.cookie().is_none());
     }
     assert_eq!(engine.admin().stats().expect("stats").live_sessions, 0);
     // With Secure cookies, a plain-HTTP page on the same host (a man in
     // the middle's) is another origin.
-    let r = call(
+    let r = send(
         &app,
         Request::post("/login")
             .header(header::HOST, "app.test")
@@ -162,12 +134,12 @@ async fn cross_origin_requests_are_refused_even_on_exempt_paths() {
                 .header(header::ORIGIN, o)
                 .header("sec-fetch-site", "same-origin");
         }
-        let r = call(&app, req).await;
+        let r = send(&app, req).await;
         assert_eq!(r.status, StatusCode::OK, "{origin:?}");
     }
     // A cross-origin request carrying a valid token is refused all the same.
     let (cookie, token) = session(&app).await;
-    let r = call(
+    let r = send(
         &app,
         Request::post("/action")
             .header(header::HOST, "app.test")
@@ -183,7 +155,7 @@ async fn cross_origin_requests_are_refused_even_on_exempt_paths() {
 async fn plain_http_origins_pass_on_loopback_or_without_secure_cookies() {
     let local = app(engine());
     for host in ["127.0.0.1:8080", "localhost:3000", "[::1]:8080"] {
-        let r = call(
+        let r = send(
             &local,
             Request::post("/login")
                 .header(header::HOST, host)
@@ -200,7 +172,7 @@ async fn plain_http_origins_pass_on_loopback_or_without_secure_cookies() {
     )
     .expect("memory");
     let lan = app(Arc::new(insecure));
-    let r = call(
+    let r = send(
         &lan,
         Request::post("/login")
             .header(header::HOST, "lan.test:8080")
@@ -217,7 +189,7 @@ async fn a_trusted_origin_is_accepted() {
             .csrf_exempt("/login")
             .trusted_origin("https://front.example"),
     );
-    let r = call(
+    let r = send(
         &app,
         Request::post("/login")
             .header(header::HOST, "api.example")

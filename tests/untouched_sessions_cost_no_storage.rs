@@ -11,12 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 
 use axum::Router;
-use axum::body::Body;
 use axum::routing::{get, post};
 use http::{Request, StatusCode, header};
-use http_body_util::BodyExt as _;
 use sessiondb::web::{SessionHandle, SessionLayer, WebError};
-use tower::ServiceExt as _;
 
 async fn start(session: SessionHandle) -> Result<String, WebError> {
     session.insert("k", "v")?;
@@ -47,30 +44,7 @@ fn app(engine: Arc<sessiondb::Engine>) -> Router {
         .layer(SessionLayer::new(engine).csrf_exempt("/start"))
 }
 
-struct Reply {
-    status: StatusCode,
-    set_cookie: Option<String>,
-    body: String,
-}
-
-async fn send(app: &Router, req: http::request::Builder) -> Reply {
-    let resp = app
-        .clone()
-        .oneshot(req.body(Body::empty()).expect("request"))
-        .await
-        .expect("infallible");
-    let status = resp.status();
-    let set_cookie = resp
-        .headers()
-        .get(header::SET_COOKIE)
-        .map(|v| v.to_str().expect("ascii").to_owned());
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    Reply {
-        status,
-        set_cookie,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
+use common::web::send;
 
 /// Storage calls so far: (reads, writes).
 fn calls(counters: &common::Counters) -> (usize, usize) {

@@ -3,6 +3,9 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+#[cfg(feature = "axum")]
+pub mod web;
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -9,6 +9,10 @@ use crate::error::{Error, Result};
 use crate::record::MAX_DECODE_BYTES;
 use crate::token::KeyRing;
 
+/// The most [`Config::max_session_bytes`] may be: 96 KiB, so that no
+/// record brings sled to write a blob file.
+pub const MAX_SESSION_BYTES: usize = 96 * 1024;
+
 /// When a write counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Durability {
@@ -97,7 +101,12 @@ impl Config {
     }
 
     /// The largest encoded session accepted, in bytes; larger saves fail
-    /// with [`Error::TooLarge`]. Default 64 KiB; at most 16 MiB.
+    /// with [`Error::TooLarge`]. Default 64 KiB; at most 96 KiB
+    /// ([`MAX_SESSION_BYTES`]): larger records would bring sled to write
+    /// blob files, which a power cut can leave unreadable (see the crate's
+    /// durability section). A session is a few hundred bytes to a few KiB;
+    /// anything larger belongs in the application's own storage, keyed by
+    /// a value the session holds.
     pub fn max_session_bytes(mut self, n: usize) -> Self {
         self.max_session_bytes = n;
         self
@@ -203,10 +212,14 @@ impl Config {
                 "must be shorter than idle_timeout, or sessions would expire between touches",
             );
         }
-        if !(256..=16 * 1024 * 1024).contains(&self.max_session_bytes) {
-            return bad("max_session_bytes", "must be between 256 bytes and 16 MiB");
+        if !(256..=MAX_SESSION_BYTES).contains(&self.max_session_bytes) {
+            return bad(
+                "max_session_bytes",
+                "must be between 256 bytes and 96 KiB (larger records would reach sled's blob files, \
+                 which a power cut can leave unreadable)",
+            );
         }
-        const { assert!(16 * 1024 * 1024 < MAX_DECODE_BYTES) };
+        const { assert!(MAX_SESSION_BYTES < MAX_DECODE_BYTES) };
         if self.sweep_interval.is_zero() {
             return bad("sweep_interval", "must not be zero");
         }

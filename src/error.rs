@@ -102,6 +102,18 @@ pub enum Error {
     #[error("storage backend failed")]
     Storage(#[source] BoxError),
 
+    /// sled could not read its own files: pages its log points at are
+    /// missing or unreadable (so far seen only after a power cut, on stores
+    /// whose records reached sled's blob files). Open refuses such a store
+    /// rather than serve it with whole key ranges gone; nothing was changed.
+    #[error("the store in {path} is damaged: sled cannot read it ({reason})")]
+    Damaged {
+        /// The store's directory.
+        path: std::path::PathBuf,
+        /// sled's own words.
+        reason: String,
+    },
+
     /// A stored record does not decode. Other sessions are unaffected.
     #[error("session {id_hint}: stored record is corrupt")]
     Corrupt {

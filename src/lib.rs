@@ -96,13 +96,16 @@
 //!
 //! - **Relaxed** ([`Durability::Relaxed`], the default): a write returns once
 //!   it is decided and queued in memory; one thread applies the queue to
-//!   sled in batched transactions, and loads see it at once. sled writes to
-//!   disk every
-//!   [`Config::flush_every`] (500 ms), and the engine flushes after
-//!   [`Config::max_unflushed_writes`] (1000) writes at the latest, so the
-//!   backlog, and the time any flush takes, stay bounded. A process crash or
-//!   power loss can lose the writes of that last window; it cannot tear a
-//!   write or break an index.
+//!   sled in batched transactions, and loads see it at once. sled writes its
+//!   log and syncs it (`fsync`) every [`Config::flush_every`] (500 ms), and
+//!   the engine flushes after [`Config::max_unflushed_writes`] (1000) writes
+//!   at the latest, so the backlog, and the time any flush takes, stay
+//!   bounded. A process crash or a power loss can lose the writes
+//!   acknowledged in the last two `flush_every` intervals (1 s by default:
+//!   one for the write to reach the log, one for the sync; longer only if a
+//!   sync itself takes longer), and never more than the last
+//!   `max_unflushed_writes` of them. It cannot tear a write or break an
+//!   index.
 //! - **Revocation is durable in both modes.** What takes a session away
 //!   from a cookie returns only once it is on stable storage, also under
 //!   `Relaxed`: [`Engine::destroy`], [`Engine::destroy_id`],
@@ -113,11 +116,22 @@
 //!   on stable storage. sled 0.34's own `flush()` only calls
 //!   `sync_file_range`, which flushes neither the drive's cache nor the
 //!   file's metadata, so the engine follows it with `fdatasync` of sled's log
-//!   file (and `fsync` of any new blob files and their directory). Writers
+//!   file (and `fsync` of any new blob files and their directory). sled
+//!   syncs neither its `conf` file nor a directory after naming a file in
+//!   it, so the engine does: the store directory (and any parents it makes)
+//!   at open, sled's `conf` once sled has opened, and the directory again
+//!   at any flush that finds its names changed (a new snapshot). Writers
 //!   that wait at the same time share one flush (group commit), and the sled
 //!   backend also applies concurrent writes in one shared transaction.
 //!   Touches (a read moving `last_seen`) and sweeper deletions never wait:
 //!   losing one is harmless, because expiry is re-checked on every read.
+//! - **Proven against power loss**, not only against a kill:
+//!   `tests/power_loss_keeps_acknowledged_writes.rs` runs the engine on a
+//!   FUSE file system that forgets whatever was never synced (names
+//!   included), cuts the power under it mid-write, and checks the store
+//!   that survives: strict keeps every acknowledged write, relaxed every
+//!   write older than its window, both every revocation and every
+//!   invariant.
 //! - **After a failed flush** (at close too) the engine refuses every
 //!   further write with [`Error::Poisoned`], which carries the first
 //!   failure, until it is reopened: the state on disk is unknown, and
@@ -187,7 +201,7 @@ pub use backend::memory::MemoryBackend;
 pub use backend::redis::{RedisBackend, RedisOptions};
 pub use backend::{Backend, BackendStats, Maintenance, Outcome, Stored, UserPage, Violation};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, Durability};
+pub use config::{Config, Durability, MAX_SESSION_BYTES};
 pub use cookie::{
     CookieBuilder, CookieConfig, HostPrefix, Lookup, MAX_SCAN_BYTES, MAX_VERIFY, SameSite,
 };

@@ -471,3 +471,55 @@ fn a_format1_store_reads_back_exactly() {
     );
     engine.close().expect("close");
 }
+
+/// A format 1 store keeps the 512 KiB sled segments it was made with (sled
+/// refuses to change them), and with them sled's blob files for leaves of
+/// big sessions. If such a file is lost (a power cut can do that, see
+/// src/backend/sled/mod.rs), opening the store is an error naming it,
+/// never a panic out of `open`, and never a store served with sessions
+/// silently missing.
+#[test]
+fn a_lost_blob_file_of_an_old_store_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("store");
+    copy_dir(&store_dir("format1"), &dir);
+    let clock = ManualClock::new(T_END);
+    let config = || config(&clock).max_session_bytes(sessiondb::MAX_SESSION_BYTES);
+    let engine = Engine::open(&dir, config()).expect("open a format 1 store");
+    let pad = "x".repeat(sessiondb::MAX_SESSION_BYTES - 200);
+    for _ in 0..100 {
+        let mut s = engine.create().expect("create");
+        s.insert("pad", &pad).expect("insert");
+        engine.save(&mut s).expect("save");
+    }
+    engine.close().expect("close");
+    let conf = std::fs::read(dir.join("conf")).expect("sled's conf");
+    assert!(
+        String::from_utf8_lossy(&conf).contains("segment_size: 524288"),
+        "the old segment size is kept"
+    );
+    let blobs: Vec<_> = std::fs::read_dir(dir.join("blobs"))
+        .expect("blobs")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert!(
+        !blobs.is_empty(),
+        "old segments put leaves of big sessions in blob files"
+    );
+    for blob in &blobs {
+        std::fs::remove_file(blob).expect("lose a blob");
+    }
+    // As a cut leaves it: not closed cleanly, so open checks every tree.
+    std::fs::remove_file(dir.join("CLEAN")).expect("unclean");
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Engine::open(&dir, config()).map(drop)
+    }));
+    match opened {
+        Ok(Err(e)) => {
+            let msg = e.to_string();
+            assert!(msg.contains("damaged") || msg.contains("storage"), "{msg}");
+        }
+        Ok(Ok(())) => panic!("a store missing {} blob files opened", blobs.len()),
+        Err(_) => panic!("Engine::open panicked on a damaged store"),
+    }
+}

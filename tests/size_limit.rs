@@ -28,3 +28,44 @@ on_every_backend!(oversized_sessions_are_refused_whole, |env: common::Env| {
     env.engine.save(&mut s).expect("fits now");
     env.assert_sound();
 });
+
+/// Sessions at the largest size allowed, enough of them that sled's leaves
+/// fill with them, never bring sled to write a blob file: sled does not
+/// keep those safe across a power cut (src/backend/sled/mod.rs, "No blob
+/// files"). With sled's default segments this store would hold dozens.
+#[test]
+fn the_largest_sessions_never_reach_sled_blob_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = sessiondb::ManualClock::new(common::T0);
+    let engine = sessiondb::Engine::open(
+        dir.path(),
+        common::config(&clock).max_session_bytes(sessiondb::MAX_SESSION_BYTES),
+    )
+    .expect("open");
+    let pad = "x".repeat(sessiondb::MAX_SESSION_BYTES - 200);
+    for _ in 0..300 {
+        let mut s = engine.create().expect("create");
+        s.insert("pad", &pad).expect("insert");
+        engine.save(&mut s).expect("a session at the limit saves");
+    }
+    engine.flush().expect("flush");
+    let blobs: Vec<_> = std::fs::read_dir(dir.path().join("blobs"))
+        .expect("sled's blobs directory")
+        .collect();
+    assert!(blobs.is_empty(), "{} blob files", blobs.len());
+}
+
+#[test]
+fn a_limit_past_the_blob_free_size_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = sessiondb::ManualClock::new(common::T0);
+    let err = sessiondb::Engine::open(
+        dir.path(),
+        common::config(&clock).max_session_bytes(sessiondb::MAX_SESSION_BYTES + 1),
+    )
+    .expect_err("over the limit");
+    assert!(
+        matches!(err, Error::InvalidConfig { .. }) && err.to_string().contains("96 KiB"),
+        "{err}"
+    );
+}

@@ -608,6 +608,7 @@ mod tests {
             cache_capacity: 1 << 20,
             flush_every_ms: None,
             session_cache_bytes: 2048,
+            max_record_bytes: 64 * 1024,
         };
         let b = sled::SledBackend::open(dir.path(), opts).expect("open");
         let ids: Vec<SessionId> = (0..SESSIONS)
@@ -656,6 +657,7 @@ mod tests {
             flush_every_ms: None,
             // Small enough that the races evict all along.
             session_cache_bytes: 4096,
+            max_record_bytes: 64 * 1024,
         };
         races(&sled::SledBackend::open(dir.path(), opts).expect("open"));
     }

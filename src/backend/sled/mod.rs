@@ -39,6 +39,30 @@
 //! Any failure on the way poisons the store ([`Error::Poisoned`]); `close`
 //! runs once, and writes `CLEAN` only after a flush that succeeded with no
 //! failure before it.
+//!
+//! # No blob files
+//!
+//! sled 0.34 writes any log message over a quarter of a segment (a big
+//! value, or a whole leaf of big values when it rewrites the leaf) to a
+//! blob file of its own. Blob files cannot be made safe against a power
+//! cut from outside sled: sled never syncs them, it may sync its log
+//! (its flusher thread does, every `flush_every`) while a blob the log
+//! points at is still unsynced, the kernel may write the log back before
+//! the blob at any time, and sled deletes a replaced blob as soon as its
+//! own `sync_file_range` covers the replacement. The power-cut test
+//! (`tests/power_loss_keeps_acknowledged_writes.rs`, with sessions of
+//! 150 KiB) saw all of it within 20 cuts: strict writes lost, and sled
+//! panicking at open ("cannot find pid 5 in view_for_key", "tried to
+//! serialize Uninitialized").
+//!
+//! So the engine keeps sled away from blobs: new stores use 8 MiB segments
+//! ([`SEGMENT_SIZE`]), whose blob threshold (2 MiB) is more than 20 of the
+//! largest records [`Config::max_session_bytes`](crate::Config::max_session_bytes)
+//! allows (96 KiB), and a leaf of sled's splits past 16 entries. Stores
+//! created before keep the 512 KiB segments sled was opened with (sled
+//! refuses to change them), and with them a threshold of 128 KiB: there a
+//! warning at open says when the configured limit allows records that can
+//! reach a blob; exporting and importing into a new store lifts it.
 
 mod cache;
 mod committer;
@@ -59,6 +83,26 @@ use committer::{Committer, Framed, WriteOp};
 use store_dir::StoreDir;
 use txn::{TxError, WriteTrees};
 
+/// sled's segment size (and I/O buffer size) for new stores; see "No blob
+/// files" above.
+pub(crate) const SEGMENT_SIZE: usize = 8 << 20;
+/// What stores created before [`SEGMENT_SIZE`] use: sled's default.
+const LEGACY_SEGMENT_SIZE: usize = 512 << 10;
+
+/// The largest record that cannot bring sled to write a blob file in a
+/// store with segments of `segment_size`: sled moves to a blob any message
+/// over a quarter of a segment (less its header), and a leaf holds at most
+/// 17 entries before it splits; 20 records leave room for keys, headers
+/// and a split that lags behind concurrent inserts.
+pub(crate) const fn largest_blob_free_record(segment_size: usize) -> usize {
+    (segment_size / 4 - 64) / 20
+}
+
+// Twenty of the largest records a config allows, with their keys, stay
+// under the blob threshold of a new store.
+const _: () =
+    assert!(crate::config::MAX_SESSION_BYTES + 64 <= largest_blob_free_record(SEGMENT_SIZE));
+
 /// Tuning passed down from [`Config`](crate::Config).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SledOptions {
@@ -66,6 +110,9 @@ pub(crate) struct SledOptions {
     pub flush_every_ms: Option<u64>,
     /// Bytes of records kept in memory in front of sled (see `cache`).
     pub session_cache_bytes: usize,
+    /// The largest record the engine will write (for the warning about
+    /// blob files in stores with small segments).
+    pub max_record_bytes: usize,
 }
 
 /// Sessions in sled trees; see the [module docs](self).
@@ -129,7 +176,7 @@ impl SledBackend {
             quarantine: tree("quarantine")?,
         };
         let revoked = tree("revoked")?;
-        dir.attach_log()?;
+        dir.attach_sled()?;
         let committer = Committer::start(trees.clone(), opts.session_cache_bytes, poison.clone())?;
         Ok(Self {
             dir,
@@ -165,14 +212,41 @@ impl SledBackend {
 /// a bounded time.
 fn open_sled(dir: &Path, opts: SledOptions) -> Result<sled::Db> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut segment_size = SEGMENT_SIZE;
     loop {
-        let result = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(opts.cache_capacity)
             .flush_every_ms(opts.flush_every_ms)
-            .open();
+            .segment_size(segment_size);
+        // sled's recovery panics on some damage to its own files: that is
+        // a damaged store, an error, never a panic out of `open`.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()));
+        let result = opened.map_err(|panic| Error::Damaged {
+            path: dir.to_owned(),
+            reason: crate::engine::panic_message(panic.as_ref()),
+        })?;
         match result {
-            Ok(db) => return Ok(db),
+            Ok(db) => {
+                if opts.max_record_bytes > largest_blob_free_record(segment_size) {
+                    tracing::warn!(
+                        store = %dir.display(),
+                        "this store was made with sled segments of {} KiB: sessions over {} bytes \
+                         can reach sled blob files, which a power cut can leave unreadable; export \
+                         and import it into a new store, or lower max_session_bytes",
+                        segment_size / 1024,
+                        largest_blob_free_record(segment_size),
+                    );
+                }
+                return Ok(db);
+            }
+            // A store made before SEGMENT_SIZE: sled keeps the size it was
+            // made with, and says so.
+            Err(sled::Error::Unsupported(msg))
+                if segment_size != LEGACY_SEGMENT_SIZE && msg.contains("io buffer size") =>
+            {
+                segment_size = LEGACY_SEGMENT_SIZE;
+            }
             Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
                 if std::time::Instant::now() >= deadline {
                     return Err(Error::Locked {
@@ -430,6 +504,7 @@ impl Maintenance for SledBackend {
 
     fn check(&self) -> Result<Vec<Violation>> {
         self.committer.drain()?;
+        store_dir::faults::before_crash_check(self.dir.path());
         // Streams: one walk per tree, point lookups for the links, so the
         // crash check at open needs no memory in proportion to the store.
         let sessions = self
@@ -513,6 +588,7 @@ mod tests {
         SledOptions {
             cache_capacity: 1 << 20,
             flush_every_ms: None,
+            max_record_bytes: 64 * 1024,
             session_cache_bytes: 1024,
         }
     }

@@ -11,6 +11,25 @@ use std::time::Duration;
 
 use sessiondb::{Config, Engine, Key, KeyRing, ManualClock, Session};
 
+/// splitmix64: a seeded generator, so a failing run can be replayed.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform enough below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
 /// A fixed start time (2026-01-01T00:00:00Z), far from 0 so subtraction
 /// bugs show.
 pub const T0: u64 = 1_767_225_600_000;

@@ -18,11 +18,13 @@ pub const MAX_SESSION_BYTES: usize = 96 * 1024;
 pub enum Durability {
     /// A write returns once it is decided and queued in memory (the sled
     /// backend applies its queue of writes in batched transactions on one
-    /// thread; loads see the queue); sled writes to disk in the background
-    /// every [`Config::flush_every`], and the engine
+    /// thread; loads see the queue); sled writes its log and syncs it in
+    /// the background every [`Config::flush_every`], and the engine
     /// flushes after [`Config::max_unflushed_writes`] writes at the latest.
-    /// A crash loses at most that window of writes, never tears one, never
-    /// breaks an index.
+    /// A crash or a power cut loses at most the writes acknowledged in the
+    /// last two `flush_every` intervals (and never more than the last
+    /// `max_unflushed_writes`), never tears one, never breaks an index;
+    /// revocations (logout, login's id change) are durable at once.
     #[default]
     Relaxed,
     /// A write returns only after it is on stable storage (sled flush, then

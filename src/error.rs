@@ -102,15 +102,17 @@ pub enum Error {
     #[error("storage backend failed")]
     Storage(#[source] BoxError),
 
-    /// sled could not read its own files: pages its log points at are
-    /// missing or unreadable (so far seen only after a power cut, on stores
+    /// Reading the store panicked: sled panics when pages its log points
+    /// at are missing or unreadable (seen only after power cuts, on stores
     /// whose records reached sled's blob files). Open refuses such a store
-    /// rather than serve it with whole key ranges gone; nothing was changed.
-    #[error("the store in {path} is damaged: sled cannot read it ({reason})")]
+    /// rather than serve it with whole key ranges gone. sled's own
+    /// recovery may have written to it already; it stays marked as not
+    /// closed cleanly, so every later open checks it again.
+    #[error("the store in {path} is damaged: reading it panicked ({reason})")]
     Damaged {
         /// The store's directory.
         path: std::path::PathBuf,
-        /// sled's own words.
+        /// The panic's message (sled's own words).
         reason: String,
     },
 

@@ -125,13 +125,17 @@
 //!   backend also applies concurrent writes in one shared transaction.
 //!   Touches (a read moving `last_seen`) and sweeper deletions never wait:
 //!   losing one is harmless, because expiry is re-checked on every read.
-//! - **Proven against power loss**, not only against a kill:
+//! - **Tested against power loss**, not only against a kill:
 //!   `tests/power_loss_keeps_acknowledged_writes.rs` runs the engine on a
 //!   FUSE file system that forgets whatever was never synced (names
 //!   included), cuts the power under it mid-write, and checks the store
 //!   that survives: strict keeps every acknowledged write, relaxed every
 //!   write older than its window, both every revocation and every
-//!   invariant.
+//!   invariant, with nothing for open to repair. The engine keeps records
+//!   small enough that sled never writes a blob file, the one part of
+//!   sled 0.34 that a power cut can leave unreadable (see
+//!   [`MAX_SESSION_BYTES`]); should sled panic on a damaged store anyway,
+//!   [`Engine::open`] returns [`Error::Damaged`].
 //! - **After a failed flush** (at close too) the engine refuses every
 //!   further write with [`Error::Poisoned`], which carries the first
 //!   failure, until it is reopened: the state on disk is unknown, and

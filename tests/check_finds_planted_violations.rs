@@ -18,7 +18,7 @@ fn check_reports_each_planted_violation() {
     // Plant, straight through sled.
     let ghost = SessionId::from_bytes([0xEE; 32]);
     {
-        let db = sled::open(dir.path()).expect("sled");
+        let db = common::raw_sled(dir.path());
         let expiry = db.open_tree("expiry").expect("tree");
         let users = db.open_tree("users").expect("tree");
         let sessions = db.open_tree("sessions").expect("tree");
@@ -90,7 +90,7 @@ fn repair_mends_every_planted_violation_and_quarantines_garbage() {
     let dir = env.dir.expect("sled");
     env.engine.close().expect("close");
     {
-        let db = sled::open(dir.path()).expect("sled");
+        let db = common::raw_sled(dir.path());
         let expiry = db.open_tree("expiry").expect("tree");
         let users = db.open_tree("users").expect("tree");
         let sessions = db.open_tree("sessions").expect("tree");
@@ -156,7 +156,7 @@ fn open_after_a_crash_repairs_and_reports_what_it_found() {
     let dir = env.dir.expect("sled");
     env.engine.close().expect("close");
     {
-        let db = sled::open(dir.path()).expect("sled");
+        let db = common::raw_sled(dir.path());
         let expiry = db.open_tree("expiry").expect("tree");
         let mut key = a.expires_at().to_be_bytes().to_vec();
         key.extend_from_slice(a.id().as_bytes());

@@ -4,6 +4,8 @@
 //! import lines, and a store held by another engine.
 #![cfg(feature = "cli")]
 
+mod common;
+
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -168,7 +170,7 @@ fn check_fails_on_a_damaged_store_and_repair_mends_it() {
     let dir = tmp.path().join("store");
     let live = make_store(&dir);
     {
-        let db = sled::open(&dir).expect("sled");
+        let db = common::raw_sled(&dir);
         let sessions = db.open_tree("sessions").expect("tree");
         sessions
             .insert(live[0].id().as_bytes(), &b"\x01garbage"[..])
@@ -387,7 +389,7 @@ fn names_and_keys_from_the_store_never_reach_the_terminal_raw() {
 
     // A check that names the user in a problem, and an import that names a key.
     {
-        let db = sled::open(&dir).expect("sled");
+        let db = common::raw_sled(&dir);
         let mut orphan = (evil.len() as u16).to_be_bytes().to_vec();
         orphan.extend_from_slice(evil.as_bytes());
         orphan.extend_from_slice(&[0xEE; 32]);

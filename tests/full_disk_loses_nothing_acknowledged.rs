@@ -31,15 +31,16 @@ fn mount_tmpfs(at: &Path, size: &str) -> Option<Mount> {
 #[test]
 fn a_full_disk_fails_writes_clearly_and_loses_nothing() {
     let outer = tempfile::tempdir().expect("temp dir");
-    let Some(_mount) = mount_tmpfs(outer.path(), "24m") else {
+    let Some(_mount) = mount_tmpfs(outer.path(), "48m") else {
         eprintln!("full_disk: mounting tmpfs was refused; ran the injected-failure fallback");
         injected_fallback();
         return;
     };
-    eprintln!("full_disk: running on a real 24 MiB tmpfs");
-    // Room to give back once the disk is full.
+    eprintln!("full_disk: running on a real 48 MiB tmpfs");
+    // Room to give back once the disk is full: sled grows its log a segment
+    // (8 MiB) at a time, and its recovery at the next open writes.
     let filler = outer.path().join("filler");
-    std::fs::write(&filler, vec![0u8; 4 << 20]).expect("filler");
+    std::fs::write(&filler, vec![0u8; 20 << 20]).expect("filler");
     let store = outer.path().join("store");
     let clock = ManualClock::new(common::T0);
     let config = || common::config(&clock).durability(Durability::Strict);
@@ -59,7 +60,7 @@ fn a_full_disk_fails_writes_clearly_and_loses_nothing() {
             }
         }
     }
-    let failure = failure.expect("a 24 MiB disk fills up");
+    let failure = failure.expect("a 48 MiB disk fills up");
     let mut chain = failure.to_string();
     let mut source = std::error::Error::source(&failure);
     while let Some(inner) = source {

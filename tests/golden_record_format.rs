@@ -8,6 +8,8 @@
 //! every store on disk holds format 1, so a change needs a new format
 //! version (and a decoder that still reads this one), never a new vector.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -105,21 +107,6 @@ fn open(dir: &Path, clock: &ManualClock) -> Engine {
     Engine::open(dir, config).expect("open")
 }
 
-/// The store's sled database, opened directly once the engine has closed.
-/// sled lets go of its lock a moment after its `Db` drops, so wait for it.
-fn raw_sled(dir: &Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match sled::open(dir) {
-            Ok(db) => return db,
-            Err(_) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("open sled at {}: {e}", dir.display()),
-        }
-    }
-}
-
 #[test]
 fn the_documented_layout_is_format_version_1() {
     assert_eq!(FORMAT_VERSION, 1);
@@ -142,7 +129,7 @@ fn a_fixed_session_is_stored_as_the_golden_bytes() {
     ));
     engine.close().expect("close");
 
-    let db = raw_sled(tmp.path());
+    let db = common::raw_sled(tmp.path());
     let sessions = db.open_tree("sessions").expect("sessions tree");
     let stored = sessions.get(ALICE_ID).expect("read").expect("stored");
     assert_eq!(
@@ -161,7 +148,7 @@ fn the_golden_bytes_read_back_as_their_fields() {
     // and their index entries exactly as `src/backend/sled.rs` documents.
     open(tmp.path(), &clock).close().expect("close");
     {
-        let db = raw_sled(tmp.path());
+        let db = common::raw_sled(tmp.path());
         let tree = |name: &str| db.open_tree(name).expect("tree");
         let (sessions, expiry, users) = (tree("sessions"), tree("expiry"), tree("users"));
         for (id, bytes) in [(ALICE_ID, ALICE), (ANONYMOUS_ID, ANONYMOUS)] {

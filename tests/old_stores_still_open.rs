@@ -523,3 +523,45 @@ fn a_lost_blob_file_of_an_old_store_is_an_error_not_a_panic() {
         Err(_) => panic!("Engine::open panicked on a damaged store"),
     }
 }
+
+/// An old store whose sled `conf` was lost (sled 0.34 never synced it, so a
+/// power cut could leave it empty) still opens with the segment size it
+/// was made with, not the one new stores get: sled would take an empty
+/// `conf` for none, and misread the log with the wrong size.
+#[test]
+fn an_old_store_whose_sled_conf_was_lost_keeps_its_segments() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("store");
+    copy_dir(&store_dir("format1"), &dir);
+    assert!(
+        !dir.join("SEGMENT_SIZE").exists(),
+        "made before the engine recorded it"
+    );
+    std::fs::write(dir.join("conf"), b"").expect("lose the conf");
+    let clock = ManualClock::new(T_END);
+    let engine = Engine::open(&dir, config(&clock)).expect("open");
+    let records = engine.admin().records(None, 100).expect("records");
+    assert_eq!(records.len(), LIVE.len(), "every session is read back");
+    engine.close().expect("close");
+    let conf = std::fs::read(dir.join("conf")).expect("conf");
+    assert!(
+        String::from_utf8_lossy(&conf).contains("segment_size: 524288"),
+        "{}",
+        String::from_utf8_lossy(&conf)
+    );
+}
+
+/// A new store records the segment size the engine chose for it.
+#[test]
+fn a_new_store_records_its_segment_size() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::new(T_END);
+    Engine::open(tmp.path(), config(&clock))
+        .expect("open")
+        .close()
+        .expect("close");
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("SEGMENT_SIZE")).expect("recorded"),
+        "8388608\n"
+    );
+}

@@ -827,7 +827,12 @@ pub fn record_len() -> usize {
         engine.save(&mut s).expect("save");
         engine.close().expect("close");
     }
-    let db = sled::open(dir.path()).expect("sled");
+    // The engine's stores use 8 MiB sled segments (src/backend/sled/mod.rs).
+    let db = sled::Config::new()
+        .path(dir.path())
+        .segment_size(8 << 20)
+        .open()
+        .expect("sled");
     let sessions = db.open_tree("sessions").expect("tree");
     let (_, value) = sessions.first().expect("read").expect("one session");
     value.len()
@@ -841,6 +846,8 @@ pub fn bare_sled() -> (tempfile::TempDir, sled::Db, sled::Tree, sled::Tree) {
         .path(dir.path())
         .cache_capacity(128 * 1024 * 1024)
         .flush_every_ms(Some(500))
+        // As the engine's own stores (src/backend/sled/mod.rs).
+        .segment_size(8 << 20)
         .open()
         .expect("sled");
     let sessions = db.open_tree("sessions").expect("tree");

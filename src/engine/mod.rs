@@ -183,21 +183,26 @@ impl Engine {
             poison.clone(),
         )?;
         let was_clean = backend.was_clean();
-        let mut engine = Self::new(Box::new(backend), s, poison)?;
+        // sled panics where its own pages are missing: that is a damaged
+        // store, an error here, never a panic out of `open`. Neither step
+        // caught here marks the store clean on the way out: `new` panics
+        // only before the engine exists (reading revocations), and after a
+        // failed recovery the engine is marked closed before it drops.
+        let damaged = |panic: Box<dyn std::any::Any + Send>| Error::Damaged {
+            path: dir.as_ref().to_owned(),
+            reason: panic_message(panic.as_ref()),
+        };
+        let new = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::new(Box::new(backend), s, poison)
+        }));
+        let mut engine = new.unwrap_or_else(|panic| Err(damaged(panic)))?;
         if !was_clean {
             // The last run crashed: check the invariants the transactions
             // promise, and mend (and report) anything that broke; before
-            // the sweeper starts, so nothing races the repair. sled panics
-            // where its own pages are missing: that is a damaged store, an
-            // error here, never a panic out of `open`.
+            // the sweeper starts, so nothing races the repair.
             let recovered =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.recover()))
-                    .unwrap_or_else(|panic| {
-                        Err(Error::Damaged {
-                            path: dir.as_ref().to_owned(),
-                            reason: panic_message(panic.as_ref()),
-                        })
-                    });
+                    .unwrap_or_else(|panic| Err(damaged(panic)));
             match recovered {
                 Ok(recovery) => engine.recovery = Some(recovery),
                 Err(e) => {
@@ -660,7 +665,7 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic inside sled".to_owned())
+        .unwrap_or_else(|| "a panic with no message".to_owned())
 }
 
 #[cfg(test)]

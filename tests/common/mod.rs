@@ -30,6 +30,31 @@ impl Rng {
     }
 }
 
+/// A store's sled database, opened straight once its engine has closed:
+/// with the segment size the store was made with (`SEGMENT_SIZE`, or
+/// sled's default for stores made before), and waiting out sled's lock,
+/// which sled lets go of a moment after its `Db` drops.
+pub fn raw_sled(dir: &Path) -> sled::Db {
+    let segment_size = std::fs::read_to_string(dir.join("SEGMENT_SIZE"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(512 * 1024);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .segment_size(segment_size)
+            .open()
+        {
+            Ok(db) => return db,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("open sled at {}: {e}", dir.display()),
+        }
+    }
+}
+
 /// A fixed start time (2026-01-01T00:00:00Z), far from 0 so subtraction
 /// bugs show.
 pub const T0: u64 = 1_767_225_600_000;

@@ -56,13 +56,17 @@
 //! serialize Uninitialized").
 //!
 //! So the engine keeps sled away from blobs: new stores use 8 MiB segments
-//! ([`SEGMENT_SIZE`]), whose blob threshold (2 MiB) is more than 20 of the
-//! largest records [`Config::max_session_bytes`](crate::Config::max_session_bytes)
-//! allows (96 KiB), and a leaf of sled's splits past 16 entries. Stores
-//! created before keep the 512 KiB segments sled was opened with (sled
-//! refuses to change them), and with them a threshold of 128 KiB: there a
-//! warning at open says when the configured limit allows records that can
-//! reach a blob; exporting and importing into a new store lifts it.
+//! ([`SEGMENT_SIZE`], recorded in the store's `SEGMENT_SIZE` file), whose
+//! blob threshold (2 MiB) is more than 20 of the largest records
+//! [`Config::max_session_bytes`](crate::Config::max_session_bytes) allows
+//! (96 KiB); a leaf of sled's splits past 16 entries, and a merge of two
+//! leaves holds at most 20. Stores created before keep the 512 KiB
+//! segments sled was opened with (sled refuses to change them), and with
+//! them a threshold of 128 KiB: there a warning at open says when the
+//! configured limit allows records that can reach a blob (over 6,550
+//! bytes). Lowering `max_session_bytes` to that, or exporting the store
+//! and importing it into a new one (where a record over 96 KiB is refused,
+//! as any save of one is), lifts it.
 
 mod cache;
 mod committer;
@@ -167,7 +171,8 @@ impl SledBackend {
     /// Opens (or creates) the store in `dir`; a failure poisons `poison`.
     pub(crate) fn open_with(dir: &Path, opts: SledOptions, poison: Arc<Poison>) -> Result<Self> {
         let dir = StoreDir::open(dir)?;
-        let db = open_sled(dir.path(), opts)?;
+        let segment_size = dir.segment_size(SEGMENT_SIZE, LEGACY_SEGMENT_SIZE)?;
+        let db = open_sled(dir.path(), segment_size, opts)?;
         let tree = |name: &str| db.open_tree(name).map_err(storage);
         let trees = WriteTrees {
             sessions: tree("sessions")?,
@@ -210,9 +215,8 @@ impl SledBackend {
 /// a remnant of an engine of this process that just closed: sled's I/O
 /// threads let go of the file a moment after `Db` drops. Wait that out, for
 /// a bounded time.
-fn open_sled(dir: &Path, opts: SledOptions) -> Result<sled::Db> {
+fn open_sled(dir: &Path, segment_size: usize, opts: SledOptions) -> Result<sled::Db> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut segment_size = SEGMENT_SIZE;
     loop {
         let config = sled::Config::new()
             .path(dir)
@@ -239,13 +243,6 @@ fn open_sled(dir: &Path, opts: SledOptions) -> Result<sled::Db> {
                     );
                 }
                 return Ok(db);
-            }
-            // A store made before SEGMENT_SIZE: sled keeps the size it was
-            // made with, and says so.
-            Err(sled::Error::Unsupported(msg))
-                if segment_size != LEGACY_SEGMENT_SIZE && msg.contains("io buffer size") =>
-            {
-                segment_size = LEGACY_SEGMENT_SIZE;
             }
             Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
                 if std::time::Instant::now() >= deadline {

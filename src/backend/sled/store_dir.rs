@@ -12,14 +12,19 @@
 //! DIR/snap.*      sled's snapshots, renamed into place with no sync of the
 //!                 directory: the directory is synced here whenever its
 //!                 list of names changed
-//! DIR/blobs/      sled's blob files (values or nodes over ~128 KiB), which
-//!                 sled writes with no sync at all: synced here once each
+//! DIR/blobs/      sled's blob files (log messages over a quarter of a
+//!                 segment), which sled writes with no sync at all: synced
+//!                 here at each flush that finds one new or grown. The
+//!                 engine keeps records small enough that new stores never
+//!                 get one (see the sled backend's "No blob files")
+//! DIR/SEGMENT_SIZE  the sled segment size the store was made with, when the
+//!                 engine chose it (stores made before have none, and 512 KiB)
 //! ```
 //!
 //! A name (a new file, a rename, a removal) is durable only once its
 //! directory is synced, so every directory this module or sled creates or
 //! changes is synced before anything is acknowledged that depends on it:
-//! the store directory and any parents made for it, at open; the store
+//! the store directory's parent (and any parents made for it), at open; the store
 //! directory again once sled has created its files; and after that at any
 //! flush that finds its names changed.
 //! `tests/power_loss_keeps_acknowledged_writes.rs` checks this on a file
@@ -38,6 +43,7 @@ use crate::error::{Error, Result};
 const MARKER: &str = "SESSIONDB";
 const MARKER_TEXT: &[u8] = b"sessiondb store\nformat 1\n";
 const CLEAN: &str = "CLEAN";
+const SEGMENT_SIZE: &str = "SEGMENT_SIZE";
 
 pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Io {
@@ -132,6 +138,48 @@ impl StoreDir {
             synced_blobs: Mutex::default(),
             synced_names: Mutex::default(),
         })
+    }
+
+    /// The sled segment size to open the store with: the one recorded in
+    /// `SEGMENT_SIZE`; for a store made before the engine recorded it,
+    /// sled's default `legacy`; for a new store, `new`, recorded (and
+    /// synced) before sled writes anything.
+    ///
+    /// Not left to sled's `conf`: sled treats a `conf` it finds empty as
+    /// absent and writes its own, and a log read with the wrong segment
+    /// size is misread, and then written over by sled's recovery.
+    pub fn segment_size(&self, new: usize, legacy: usize) -> Result<usize> {
+        let recorded = self.path.join(SEGMENT_SIZE);
+        match fs::read_to_string(&recorded) {
+            Ok(text) => text.trim().parse().map_err(|_| Error::NotAStore {
+                path: self.path.clone(),
+                reason: format!("{SEGMENT_SIZE} does not hold a segment size"),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let log = self.path.join("db");
+                let log_len = match fs::metadata(&log) {
+                    Ok(m) => m.len(),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                    Err(e) => return Err(io_err(&log)(e)),
+                };
+                if log_len > 0 {
+                    return Ok(legacy);
+                }
+                // Written whole or not at all: a temporary file, synced,
+                // renamed into place, and the directory synced.
+                let tmp = self.path.join(format!("{SEGMENT_SIZE}.tmp"));
+                File::create(&tmp)
+                    .and_then(|mut f| {
+                        f.write_all(format!("{new}\n").as_bytes())?;
+                        f.sync_all()
+                    })
+                    .and_then(|()| fs::rename(&tmp, &recorded))
+                    .map_err(io_err(&recorded))?;
+                sync_dir(&self.path)?;
+                Ok(new)
+            }
+            Err(e) => Err(io_err(&recorded)(e)),
+        }
     }
 
     /// Once sled has opened: makes the files it created durable, names
@@ -258,8 +306,17 @@ impl StoreDir {
 }
 
 /// Creates `dir` and any missing parents, owner-only, each made durable
-/// by a sync of the directory that holds it.
+/// by a sync of the directory that holds it. A `dir` that already exists
+/// gets its parent synced too: whoever made it (an operator, a service
+/// manager, an earlier run killed right after its `mkdir`) may not have,
+/// and everything the store holds is lost with the name if that name is.
 fn create_durably(dir: &Path) -> Result<()> {
+    let parent_of = |d: &Path| -> PathBuf {
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        }
+    };
     let mut missing = Vec::new();
     let mut at = dir;
     while !at.exists() {
@@ -269,22 +326,27 @@ fn create_durably(dir: &Path) -> Result<()> {
             _ => break,
         }
     }
+    if missing.is_empty() {
+        // Best effort: a parent we may not read (mode 711, say) is the
+        // operator's to keep durable; the store itself is ours.
+        return match sync_dir(&parent_of(dir)) {
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => {
+                Ok(())
+            }
+            other => other,
+        };
+    }
     for d in missing.into_iter().rev() {
         let mut builder = fs::DirBuilder::new();
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         match builder.create(d) {
             Ok(()) => {}
-            // Made meanwhile by someone else: theirs to sync, but ours
-            // to be sure of, so sync it below all the same.
+            // Made meanwhile by someone else: synced below all the same.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
             Err(e) => return Err(io_err(d)(e)),
         }
-        let parent = match d.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        sync_dir(parent)?;
+        sync_dir(&parent_of(d))?;
     }
     Ok(())
 }

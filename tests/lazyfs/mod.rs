@@ -13,26 +13,37 @@
 //! - **File contents** are durable as of the file's last `fsync` or
 //!   `fdatasync` (the two are the same here: both make data and size
 //!   durable). A write, or a truncation, made after that is lost, whole.
-//!   Closing a file makes nothing durable.
+//!   Closing a file makes nothing durable, and nor does `sync_file_range`
+//!   (FUSE never hears of it), which is all sled's own flush calls.
 //! - **Directory entries** (a name made by `create` or `mkdir`, removed by
-//!   `unlink` or `rmdir`, moved by `rename`) are durable as of the
-//!   directory's last `fsync`: syncing a directory makes the whole current
-//!   list of its names durable at once. Syncing a file makes its name
-//!   durable nowhere, and a rename between two directories needs both
-//!   synced.
-//! - A file whose name was made durable but whose data never was is empty
+//!   `unlink` or `rmdir`, moved by `rename`) are durable once their
+//!   directory is synced: syncing a directory makes every change of its
+//!   names so far durable. Syncing a file makes its name durable nowhere,
+//!   and a rename between two directories needs both synced.
+//! - A file whose name survives but whose data was never synced is empty
 //!   after the cut; data synced under a name that never became durable is
 //!   gone with the name.
 //!
-//! That is stricter than ext4 with `data=ordered`: ext4 commits a new
-//! file's name with its first `fsync`, and writes unsynced data back within
-//! seconds, while here nothing unsynced ever survives. It is never kinder
-//! than a real disk: anything this model keeps, ext4 keeps too.
-//!
-//! [`Cut::Torn`] is the second mode: each file keeps, in the order they
-//! were made, a random prefix of its unsynced writes (possibly none, possibly
+//! [`Cut::Clean`] keeps exactly that. A journaling file system also commits
+//! name changes on its own (ext4 every 5 s, and at any fsync on the file
+//! system), in the order they were made: [`Cut::Journal`] lets the
+//! unsynced name changes survive up to a random point of that order, so a
+//! removal or a rename can be durable while the data written before it is
+//! not. [`Cut::Torn`] adds writes: each file keeps, in the order they were
+//! made, a random prefix of its unsynced writes (possibly none, possibly
 //! all), the last one kept cut short at a random byte, as a disk that lost
-//! power while writing back would leave it. Directory entries are as above.
+//! power while writing back would leave it.
+//!
+//! Compared with ext4 (`data=ordered`): unsynced data never survives here
+//! (except torn mode's prefixes), where ext4 writes it back within
+//! seconds; a new file's name survives only with its directory, where
+//! ext4 commits it with the file's first `fsync`; and directories are
+//! synced one by one, where ext4 commits all of them at once. What this
+//! model keeps beyond [`Cut::Clean`] is what a journal commit or a
+//! writeback could have kept. It does not model: writes surviving out of
+//! order within a file, metadata other than names and sizes (modes are
+//! written out as they are at the cut), or a rename that is atomic across
+//! directories (here each directory's half survives on its own).
 //!
 //! The whole file system lives in memory (the tests' stores are a few
 //! MiB), and one thread serves it.
@@ -56,13 +67,17 @@ use fuser::{
     WriteFlags,
 };
 
-/// How a power cut treats writes that were never synced.
+/// What a power cut keeps of what was never synced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cut {
-    /// Every unsynced write is lost.
+    /// Nothing: every unsynced write and name change is lost.
     Clean,
-    /// Each file keeps a random prefix of its unsynced writes, the last one
-    /// torn; the seed picks the prefixes.
+    /// Every unsynced write is lost; the unsynced name changes survive up
+    /// to a random point of the order they were made in (a journal that
+    /// committed then), or, one cut in two, none. The seed picks.
+    Journal(u64),
+    /// As `Journal`, and each file also keeps a random prefix of its
+    /// unsynced writes, the last one kept torn.
     Torn(u64),
 }
 
@@ -107,7 +122,21 @@ struct Node {
     /// Changes to `data` since the last sync, in order.
     pending: Vec<Pending>,
     entries: BTreeMap<OsString, u64>,
+    /// The names at mount; a cut replays the surviving changes onto them.
     durable_entries: BTreeMap<OsString, u64>,
+}
+
+/// One change of a name since the mount, in the order made.
+#[derive(Debug)]
+struct NameChange {
+    dir: u64,
+    name: OsString,
+    /// The inode it names from then on, or none (removed).
+    to: Option<u64>,
+    /// Changes of one group (the two halves of a rename) survive together.
+    group: u64,
+    /// Its directory was synced since.
+    synced: bool,
 }
 
 impl Node {
@@ -176,6 +205,7 @@ struct State {
     next_ino: u64,
     /// After a cut: every request fails.
     dead: bool,
+    ns_log: Vec<NameChange>,
     counts: Counts,
 }
 
@@ -193,6 +223,7 @@ impl State {
             nodes,
             next_ino,
             dead: false,
+            ns_log: Vec::new(),
             counts: Counts::default(),
         })
     }
@@ -236,55 +267,70 @@ impl State {
         p.entries.insert(name.to_owned(), ino);
         p.mtime = SystemTime::now();
         self.next_ino += 1;
+        let group = self.next_group();
+        self.log_name(parent, name, Some(ino), group);
         let node = Node::new(dir, perm, req.uid(), req.gid());
         let attr = node.attr(ino);
         self.nodes.insert(ino, node);
         Ok(attr)
     }
 
-    /// What is durable now, as a tree from the root; `rng` (torn mode)
-    /// lets each file keep a prefix of its unsynced writes.
-    fn write_out(
-        &mut self,
-        to: &Path,
-        mut torn: Option<Rng>,
-        durable: bool,
-    ) -> io::Result<CutReport> {
+    /// Settles what survives and writes it to `to`: with `cut`, what was
+    /// durable (see the module docs); without, everything (a clean
+    /// shutdown).
+    fn write_out(&mut self, to: &Path, cut: Option<Cut>) -> io::Result<CutReport> {
         let mut report = CutReport::default();
-        for node in self.nodes.values_mut() {
-            if !durable {
+        let Some(cut) = cut else {
+            for node in self.nodes.values_mut() {
                 node.durable = std::mem::take(&mut node.data);
                 node.durable_entries = node.entries.clone();
-                continue;
             }
-            if node.dir {
-                let differ = node
-                    .entries
-                    .iter()
-                    .filter(|(k, v)| node.durable_entries.get(*k) != Some(v))
-                    .count()
-                    + node
-                        .durable_entries
-                        .keys()
-                        .filter(|k| !node.entries.contains_key(*k))
-                        .count();
-                report.entries_lost += differ;
+            return self.replace(to).map(|()| report);
+        };
+        let (mut rng, torn, journal) = match cut {
+            Cut::Clean => (Rng(0), false, false),
+            Cut::Journal(seed) => (Rng(seed), false, true),
+            Cut::Torn(seed) => (Rng(seed), true, true),
+        };
+        // Names: the synced changes, and (journal) the unsynced ones up to
+        // a random point of their order; one in two journal cuts keeps none.
+        let groups = self.ns_log.last().map_or(0, |op| op.group + 1);
+        let upto = match journal && rng.below(2) == 0 {
+            true => rng.below(groups + 1),
+            false => 0,
+        };
+        for op in std::mem::take(&mut self.ns_log) {
+            let Some(dir) = self.nodes.get_mut(&op.dir) else {
                 continue;
+            };
+            if op.synced || op.group < upto {
+                match op.to {
+                    Some(ino) => dir.durable_entries.insert(op.name, ino),
+                    None => dir.durable_entries.remove(&op.name),
+                };
+            } else {
+                report.entries_lost += 1;
             }
-            if node.pending.is_empty() {
+        }
+        // Data: by inode number, so that a seed replays the same cut.
+        let mut inos: Vec<u64> = self.nodes.keys().copied().collect();
+        inos.sort_unstable();
+        for ino in inos {
+            let Some(node) = self.nodes.get_mut(&ino) else {
+                continue;
+            };
+            if node.dir || node.pending.is_empty() {
                 continue;
             }
             report.files_with_lost_writes += 1;
-            let keep = match torn.as_mut() {
-                Some(rng) => rng.below(node.pending.len() as u64 + 1) as usize,
-                None => 0,
+            let keep = match torn {
+                true => rng.below(node.pending.len() as u64 + 1) as usize,
+                false => 0,
             };
             for op in &node.pending[..keep] {
                 apply(&mut node.durable, op);
             }
-            if let (Some(rng), Some(Pending::Write { offset, bytes })) =
-                (torn.as_mut(), node.pending.get(keep))
-            {
+            if let (true, Some(Pending::Write { offset, bytes })) = (torn, node.pending.get(keep)) {
                 let cut = rng.below(bytes.len() as u64) as usize;
                 if cut > 0 {
                     report.torn_files += 1;
@@ -303,7 +349,11 @@ impl State {
                 })
                 .sum::<u64>();
         }
-        // Replace the backing directory's contents with the durable tree.
+        self.replace(to).map(|()| report)
+    }
+
+    /// Replaces the backing directory's contents with the durable tree.
+    fn replace(&self, to: &Path) -> io::Result<()> {
         for entry in fs::read_dir(to)? {
             let path = entry?.path();
             if path.is_dir() {
@@ -312,8 +362,23 @@ impl State {
                 fs::remove_file(&path)?;
             }
         }
-        self.write_dir(ROOT, to)?;
-        Ok(report)
+        self.write_dir(ROOT, to)
+    }
+
+    /// Logs a change of one name in `dir`; `group` ties the two halves of
+    /// a rename together.
+    fn log_name(&mut self, dir: INodeNo, name: &OsStr, to: Option<u64>, group: u64) {
+        self.ns_log.push(NameChange {
+            dir: dir.0,
+            name: name.to_owned(),
+            to,
+            group,
+            synced: false,
+        });
+    }
+
+    fn next_group(&self) -> u64 {
+        self.ns_log.last().map_or(0, |op| op.group + 1)
     }
 
     fn write_dir(&self, ino: u64, path: &Path) -> io::Result<()> {
@@ -485,6 +550,10 @@ impl fuser::Filesystem for LazyFs {
             p.mtime = SystemTime::now();
             Ok(())
         });
+        if res.is_ok() {
+            let group = st.next_group();
+            st.log_name(parent, name, None, group);
+        }
         match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -503,6 +572,8 @@ impl fuser::Filesystem for LazyFs {
                 return Err(Errno::ENOTEMPTY);
             }
             st.dir_mut(parent)?.entries.remove(name);
+            let group = st.next_group();
+            st.log_name(parent, name, None, group);
             Ok(())
         })();
         match res {
@@ -540,6 +611,9 @@ impl fuser::Filesystem for LazyFs {
             let np = st.dir_mut(newparent)?;
             np.entries.insert(newname.to_owned(), ino);
             np.mtime = SystemTime::now();
+            let group = st.next_group();
+            st.log_name(parent, name, None, group);
+            st.log_name(newparent, newname, Some(ino), group);
             Ok(())
         })();
         match res {
@@ -634,7 +708,6 @@ impl fuser::Filesystem for LazyFs {
                 for op in std::mem::take(&mut n.pending) {
                     apply(&mut n.durable, &op);
                 }
-                debug_assert_eq!(n.durable, n.data);
                 reply.ok();
             }
             Err(e) => reply.error(e),
@@ -692,8 +765,10 @@ impl fuser::Filesystem for LazyFs {
         let mut st = self.lock();
         st.counts.dir_syncs += 1;
         match st.dir_mut(ino) {
-            Ok(n) => {
-                n.durable_entries = n.entries.clone();
+            Ok(_) => {
+                for op in st.ns_log.iter_mut().filter(|op| op.dir == ino.0) {
+                    op.synced = true;
+                }
                 reply.ok();
             }
             Err(e) => reply.error(e),
@@ -772,11 +847,7 @@ impl LazyMount {
         let report = {
             let mut st = self.lock();
             st.dead = true;
-            let rng = match cut {
-                Cut::Clean => None,
-                Cut::Torn(seed) => Some(Rng(seed)),
-            };
-            st.write_out(&self.backing, rng, true)?
+            st.write_out(&self.backing, Some(cut))?
         };
         self.unmount_fuse()?;
         Ok(report)
@@ -788,7 +859,7 @@ impl LazyMount {
         self.unmount_fuse()?;
         let mut st = self.lock();
         st.dead = true;
-        st.write_out(&self.backing, None, false).map(drop)
+        st.write_out(&self.backing, None).map(drop)
     }
 
     fn unmount_fuse(&mut self) -> io::Result<()> {

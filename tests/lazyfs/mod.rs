@@ -863,9 +863,28 @@ impl LazyMount {
     }
 
     fn unmount_fuse(&mut self) -> io::Result<()> {
-        match self.session.take() {
-            Some(s) => s.umount_and_join(),
-            None => Ok(()),
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        // umount(2) fails with EBUSY while any process holds a file of the
+        // mount: a process forked meanwhile by another test of this binary
+        // holds copies of our descriptors until its exec closes them, and
+        // the kernel releases closed files asynchronously. Wait that out.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let unmounted = std::process::Command::new("umount")
+                .arg(&self.mountpoint)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if unmounted {
+                // The serving thread ends once the kernel lets go.
+                return session.join();
+            }
+            if std::time::Instant::now() >= deadline {
+                return session.umount_and_join();
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

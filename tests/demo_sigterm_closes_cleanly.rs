@@ -7,9 +7,8 @@
 mod common;
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::process::Command;
 
 use sessiondb::{Config, Engine, Key, KeyRing};
 
@@ -31,24 +30,8 @@ fn post_login(port: u16) -> String {
 fn stops_cleanly_on(signal: &str) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("store");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
     let key = [9u8; 32];
-    let mut child = Command::new(common::demo_binary())
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(&data)
-        .env("SESSIONDB_KEY", base64_key(&key))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the demo");
-    let until = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < until, "the demo did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, port) = common::start_demo(&data, &[], Some(&base64_key(&key)));
     let reply = post_login(port);
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 

@@ -358,34 +358,9 @@ fn power_cut_loop() {
 #[test]
 fn the_demo_keeps_its_key_and_its_logins_through_a_power_cut() {
     use std::io::Read as _;
-    use std::net::{TcpListener, TcpStream};
-    use std::process::{Command, Stdio};
+    use std::net::TcpStream;
 
-    fn start(data: &Path) -> (std::process::Child, u16) {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new(common::demo_binary())
-            .args([
-                "--insecure-cookies",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data",
-            ])
-            .arg(data)
-            .env_remove("SESSIONDB_KEY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the demo");
-        let until = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "the demo did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (child, port)
-    }
+    let start = |data: &Path| common::start_demo(data, &["--insecure-cookies"], None);
     fn request(port: u16, head: &str, body: &str) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         write!(

@@ -680,6 +680,15 @@ mod tests {
             .sweeper(false)
     }
 
+    /// An engine on the store in `dir`, holding one saved session.
+    fn with_one_session(dir: &std::path::Path, clock: &ManualClock) -> Engine {
+        let engine = Engine::open(dir, config(clock)).expect("open");
+        let mut s = engine.create().expect("create");
+        s.insert("n", &1u32).expect("insert");
+        engine.save(&mut s).expect("save");
+        engine
+    }
+
     /// The close-time flush fails once with EIO; a second sync would
     /// succeed. The store must not be marked clean: the next open runs the
     /// crash check.
@@ -687,10 +696,7 @@ mod tests {
     fn a_failed_flush_at_close_leaves_the_store_to_be_checked() {
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = ManualClock::new(1_700_000_000_000);
-        let engine = Engine::open(dir.path(), config(&clock)).expect("open");
-        let mut s = engine.create().expect("create");
-        s.insert("n", &1u32).expect("insert");
-        engine.save(&mut s).expect("save");
+        let engine = with_one_session(dir.path(), &clock);
         faults::fail_syncs(dir.path(), 1);
         let err = engine.close().expect_err("the close-time sync fails");
         let Error::Poisoned { cause } = &err else {
@@ -718,10 +724,7 @@ mod tests {
     fn a_panic_in_the_crash_check_is_a_damaged_store_error() {
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = ManualClock::new(1_700_000_000_000);
-        let engine = Engine::open(dir.path(), config(&clock)).expect("open");
-        let mut s = engine.create().expect("create");
-        s.insert("n", &1u32).expect("insert");
-        engine.save(&mut s).expect("save");
+        let engine = with_one_session(dir.path(), &clock);
         engine.close().expect("close");
         std::fs::remove_file(dir.path().join("CLEAN")).expect("as after a crash");
         faults::panic_in_next_check(dir.path());
@@ -741,10 +744,7 @@ mod tests {
     fn a_failed_flush_at_drop_leaves_the_store_to_be_checked() {
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = ManualClock::new(1_700_000_000_000);
-        let engine = Engine::open(dir.path(), config(&clock)).expect("open");
-        let mut s = engine.create().expect("create");
-        s.insert("n", &1u32).expect("insert");
-        engine.save(&mut s).expect("save");
+        let engine = with_one_session(dir.path(), &clock);
         faults::fail_syncs(dir.path(), 1);
         drop(engine);
         let engine = Engine::open(dir.path(), config(&clock)).expect("reopen");

@@ -545,6 +545,34 @@ impl Env {
 }
 
 /// The demo binary, built by `cargo test` next to this test's own binary.
+/// Starts the demo on `data` with `args` (and `SESSIONDB_KEY` set to
+/// `key`, or unset), on a free port of 127.0.0.1; returns once it accepts
+/// connections.
+pub fn start_demo(data: &Path, args: &[&str], key: Option<&str>) -> (std::process::Child, u16) {
+    use std::net::{TcpListener, TcpStream};
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut cmd = std::process::Command::new(demo_binary());
+    cmd.args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    match key {
+        Some(k) => cmd.env("SESSIONDB_KEY", k),
+        None => cmd.env_remove("SESSIONDB_KEY"),
+    };
+    let child = cmd.spawn().expect("start the demo");
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < until, "the demo did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port)
+}
+
 pub fn demo_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("own path");
     let profile_dir = exe

@@ -24,9 +24,9 @@
 //! A name (a new file, a rename, a removal) is durable only once its
 //! directory is synced, so every directory this module or sled creates or
 //! changes is synced before anything is acknowledged that depends on it:
-//! the store directory's parent (and any parents made for it), at open; the store
-//! directory again once sled has created its files; and after that at any
-//! flush that finds its names changed.
+//! the store directory's parent (and any parents made for it), at open;
+//! the store directory again once sled has created its files; and after
+//! that at any flush that finds its names changed.
 //! `tests/power_loss_keeps_acknowledged_writes.rs` checks this on a file
 //! system that forgets whatever was never synced.
 
@@ -253,8 +253,9 @@ impl StoreDir {
     /// before the transaction that needs it returns, and never changes it
     /// after. A flush running meanwhile for another writer can find it
     /// half written; remembering only its name would then leave the rest
-    /// never synced (the power-cut test lost a strict write that way). Its
-    /// length tells: a file synced at a shorter length is synced again.
+    /// never synced (found reading this code after the power-cut test lost
+    /// a strict write in a store with blob files). Its length tells: a
+    /// file synced at a shorter length is synced again.
     fn sync_blobs(&self) -> Result<()> {
         let dir = self.path.join("blobs");
         let entries = match fs::read_dir(&dir) {

@@ -236,3 +236,16 @@ fn a_redis_outage_is_an_error_per_call_then_recovery() {
     assert_eq!(back.get::<u8>("k").expect("decode"), Some(3));
     drop(server);
 }
+
+/// The test servers tell theirs from another on the same port (two tests
+/// of one binary once took one port, and one stopped the other's server).
+#[test]
+fn a_test_server_never_takes_another_servers_port_for_its_own() {
+    if !common::redis_available() || std::env::var_os("SESSIONDB_TEST_REDIS").is_some() {
+        return;
+    }
+    let first = common::RedisServer::start(0);
+    assert!(common::RedisServer::try_start(first.port).is_none());
+    let mut c = raw(&first.url());
+    let _: () = c.set("still", 1).expect("the first server still answers");
+}

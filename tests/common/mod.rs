@@ -368,8 +368,16 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one on `port` (0: a free one). Needs `redis-server` (see
     /// [`redis_available`]).
+    ///
+    /// A free port is found by binding and releasing it, so another server
+    /// may take it first (two tests of one binary starting theirs at once
+    /// did, in CI: the second redis-server died on the busy port, the test
+    /// took the first one's answers for its own, and stopping "its" server
+    /// stopped the other test's). So each server is started under a name of
+    /// its own (`--dbfilename`; `--save ''` never writes it) and counts as up
+    /// only once the server on the port answers with that name; a port taken
+    /// by someone else is given up and, for `port` 0, another tried.
     pub fn start(port: u16) -> Self {
-        use std::process::{Command, Stdio};
         assert!(
             redis_server_present(),
             "redis-server is not installed{}",
@@ -379,38 +387,59 @@ impl RedisServer {
                 ""
             }
         );
-        let port = if port == 0 {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port()
-        } else {
-            port
-        };
+        for _ in 0..20 {
+            let try_port = if port == 0 {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("free port")
+                    .port()
+            } else {
+                port
+            };
+            if let Some(server) = Self::try_start(try_port) {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on {port} (0: any free port) in 20 tries");
+    }
+
+    /// One try on `port`: `None` where another server answers there.
+    pub fn try_start(port: u16) -> Option<Self> {
+        use std::process::{Command, Stdio};
+        let name = format!(
+            "sessiondb-test-{}.rdb",
+            sessiondb::SessionId::generate().expect("rng").hint()
+        );
         let script = format!(
             "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
-             >/dev/null 2>&1 & p=$!; cat >/dev/null; kill $p; wait $p"
+             --dbfilename {name} >/dev/null 2>&1 & p=$!; cat >/dev/null; kill $p 2>/dev/null; wait $p"
         );
         let child = Command::new("sh")
             .args(["-c", &script])
             .stdin(Stdio::piped())
             .spawn()
             .expect("start redis-server");
+        let server = Self { child, port };
         let until = std::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let up = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            let answer = redis::Client::open(server.url())
                 .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if up.is_ok() {
-                break;
+                .and_then(|mut c| {
+                    redis::cmd("CONFIG")
+                        .arg("GET")
+                        .arg("dbfilename")
+                        .query::<Vec<String>>(&mut c)
+                });
+            match answer {
+                Ok(pair) if pair.get(1) == Some(&name) => return Some(server),
+                // Someone else's server holds the port: ours cannot bind it.
+                Ok(_) => return None,
+                Err(_) if std::time::Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("redis-server did not start on {port}: {e}"),
             }
-            assert!(
-                std::time::Instant::now() < until,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, port }
     }
 
     pub fn url(&self) -> String {

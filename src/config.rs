@@ -51,6 +51,8 @@ pub struct Config {
     sweep_interval: Duration,
     sweep_batch: usize,
     sweeper: bool,
+    control: bool,
+    control_idle: Duration,
     cookie: CookieBuilder,
     clock: Arc<dyn Clock>,
     cache_capacity: u64,
@@ -72,6 +74,8 @@ impl Config {
             sweep_interval: Duration::from_secs(60),
             sweep_batch: 1000,
             sweeper: true,
+            control: true,
+            control_idle: Duration::from_secs(60),
             cookie: CookieBuilder::default(),
             clock: Arc::new(SystemClock),
             cache_capacity: 128 * 1024 * 1024,
@@ -151,6 +155,25 @@ impl Config {
     /// disk until [`Admin::sweep_now`](crate::Admin::sweep_now).
     pub fn sweeper(mut self, on: bool) -> Self {
         self.sweeper = on;
+        self
+    }
+
+    /// Whether an engine on a sled store listens on its control socket,
+    /// `DIR/control.sock`, through which the `sessiondb` operator's tool
+    /// runs its commands inside the running engine (see
+    /// [`control`](crate::control)). Default `true`. Only the engine's own
+    /// user (and root) may connect. Other backends have no socket.
+    pub fn control(mut self, on: bool) -> Self {
+        self.control = on;
+        self
+    }
+
+    /// How long the control socket waits for a connected client's next
+    /// line (its greeting, its next request) before it hangs up. Default 60
+    /// seconds; the greeting gets at most 5 seconds of it. Tests shorten it.
+    #[doc(hidden)]
+    pub fn control_idle_timeout(mut self, idle: Duration) -> Self {
+        self.control_idle = idle;
         self
     }
 
@@ -234,6 +257,9 @@ impl Config {
         if self.max_unflushed_writes == 0 {
             return bad("max_unflushed_writes", "must not be zero");
         }
+        if self.control_idle.is_zero() {
+            return bad("control_idle_timeout", "must not be zero");
+        }
         if self.max_sessions_per_user == 0 {
             return bad("max_sessions_per_user", "must be at least 1");
         }
@@ -250,6 +276,8 @@ impl Config {
             sweep_interval: self.sweep_interval,
             sweep_batch: self.sweep_batch,
             sweeper: self.sweeper,
+            control: self.control,
+            control_idle: self.control_idle,
             cookie,
             clock: self.clock,
             cache_capacity: self.cache_capacity,
@@ -272,6 +300,8 @@ pub(crate) struct Settings {
     pub sweep_interval: Duration,
     pub sweep_batch: usize,
     pub sweeper: bool,
+    pub control: bool,
+    pub control_idle: Duration,
     pub cookie: CookieConfig,
     pub clock: Arc<dyn Clock>,
     pub cache_capacity: u64,

@@ -444,6 +444,17 @@ impl CookieConfig {
     where
         I: IntoIterator<Item = &'h [u8]>,
     {
+        self.lookup_counting(ring, headers).0
+    }
+
+    /// [`lookup`](Self::lookup), and whether a cookie of ours (our name, a
+    /// token's length) failed to verify: a forged or stale-key cookie, for
+    /// the engine's counters.
+    pub(crate) fn lookup_counting<'h, I>(&self, ring: &KeyRing, headers: I) -> (Lookup, bool)
+    where
+        I: IntoIterator<Item = &'h [u8]>,
+    {
+        let mut failed = false;
         let mut budget = MAX_SCAN_BYTES;
         let mut verifies = MAX_VERIFY;
         let mut found: Option<SessionId> = None;
@@ -465,24 +476,25 @@ impl CookieConfig {
                 }
                 if verifies == 0 {
                     // Too many candidates to decide: trust none of them.
-                    return Lookup::Ambiguous;
+                    return (Lookup::Ambiguous, failed);
                 }
                 verifies -= 1;
                 match (ring.verify(Purpose::Session, value), found) {
-                    (None, _) => {}
+                    (None, _) => failed = true,
                     (Some(id), None) => found = Some(id),
                     (Some(id), Some(first)) if id == first => {}
-                    (Some(_), Some(_)) => return Lookup::Ambiguous,
+                    (Some(_), Some(_)) => return (Lookup::Ambiguous, failed),
                 }
             }
         }
-        match found {
+        let lookup = match found {
             // Padding that pushes the rest of the header past the budget
             // must not hide a second cookie of ours: fail closed.
             Some(_) if cut => Lookup::Ambiguous,
             Some(id) => Lookup::Found(id),
             None => Lookup::Missing,
-        }
+        };
+        (lookup, failed)
     }
 
     /// The `Set-Cookie` value that hands `token` to the browser.

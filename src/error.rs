@@ -228,6 +228,24 @@ pub enum Error {
     /// The engine was closed.
     #[error("the engine is closed")]
     Closed,
+
+    /// What a running engine answered through its
+    /// [control socket](crate::control): the text of its own error.
+    #[error("{message}")]
+    Remote {
+        /// The engine's error, as it displays it.
+        message: String,
+    },
+
+    /// The control socket at `path` did not behave: the engine refused the
+    /// connection, closed it, or answered what the protocol does not allow.
+    #[error("control socket {}: {reason}", path.display())]
+    Control {
+        /// The socket.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

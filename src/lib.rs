@@ -189,9 +189,12 @@ mod backend;
 mod clock;
 mod commit;
 mod config;
+#[cfg(unix)]
+pub mod control;
 mod cookie;
 mod engine;
 mod error;
+pub mod metrics;
 mod poison;
 mod record;
 mod session;
@@ -213,6 +216,7 @@ pub use engine::{
     Admin, Engine, Imported, Recovery, RepairReport, SessionInfo, SessionRecord, Stats,
 };
 pub use error::{BoxError, Error, Result};
+pub use metrics::Metrics;
 pub use record::{FORMAT_VERSION, FormatError};
 pub use session::Session;
 pub use token::{Key, KeyRing, Purpose, SessionId, TOKEN_VERSION, Token};

@@ -29,6 +29,8 @@ pub(crate) struct Counters {
     pub passes: AtomicU64,
     /// Passes that failed.
     pub errors: AtomicU64,
+    /// When the last pass finished, as of its `now` (0: none yet).
+    pub last_pass_ms: AtomicU64,
 }
 
 /// The running thread and the channel that stops it.
@@ -114,5 +116,6 @@ pub(crate) fn pass(
     while backend.forget_revocations(now, batch)? >= batch as u64 {}
     counters.swept.fetch_add(deleted, Ordering::Relaxed);
     counters.passes.fetch_add(1, Ordering::Relaxed);
+    counters.last_pass_ms.store(now, Ordering::Relaxed);
     Ok(deleted)
 }

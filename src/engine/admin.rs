@@ -42,7 +42,7 @@ pub struct Recovery {
 }
 
 /// Numbers for operators; see [`Admin::stats`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Stored sessions that have not expired.

@@ -107,7 +107,11 @@ impl Engine {
                 }
             };
             match outcome {
-                Outcome::Written => {}
+                Outcome::Written => {
+                    if from.version.is_some() || !next.is_empty() {
+                        shared.meter.saved(true);
+                    }
+                }
                 // A fresh id that is taken: astronomically unlikely; draw again.
                 Outcome::Conflict if from.version.is_none() => continue,
                 Outcome::Conflict => {

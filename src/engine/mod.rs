@@ -16,6 +16,7 @@ use crate::commit::GroupCommit;
 use crate::config::{Config, Durability, Settings};
 use crate::cookie::{CookieConfig, Lookup};
 use crate::error::{Error, Result};
+use crate::metrics::{Load, Meter, Metrics};
 use crate::poison::Poison;
 use crate::record::{self, Body, MAX_USER_LEN};
 
@@ -63,6 +64,9 @@ struct Shared {
     /// How long revocations are kept: the longest absolute timeout any
     /// engine has opened this store with (see [`revocation::HORIZON`]).
     horizon_ms: u64,
+    /// What operators watch (see [`Engine::metrics`]).
+    meter: Arc<Meter>,
+    opened: std::time::Instant,
 }
 
 impl std::fmt::Debug for Shared {
@@ -99,20 +103,52 @@ impl Shared {
         let strict = self.settings.durability == Durability::Strict && wait == Wait::AsConfigured;
         if strict || wait == Wait::Always || unflushed >= self.settings.max_unflushed_writes as u64
         {
-            self.commit.wait_durable(seq, || self.backend.flush())?;
+            self.wait_durable(seq)?;
         }
         Ok(())
     }
 
+    /// Waits until write `seq` is durable, flushing if no one else is.
+    fn wait_durable(&self, seq: u64) -> Result<()> {
+        let result = self.commit.wait_durable(seq, || {
+            let started = std::time::Instant::now();
+            let flushed = self.backend.flush();
+            self.meter.flushed(started.elapsed());
+            flushed
+        });
+        if result.is_err() {
+            self.meter.poisoned(self.poison.is_set());
+        }
+        result
+    }
+
     /// One sweeper pass, as of now; its deletions never wait for the disk.
     fn sweep(&self) -> Result<u64> {
-        sweeper::pass(
+        let swept = sweeper::pass(
             self.backend.as_ref(),
             self.now(),
             self.settings.sweep_batch,
             &self.sweep_counters,
             || self.after_write(Wait::Never),
-        )
+        );
+        self.meter.swept(swept.as_ref().map(|n| *n).map_err(|_| ()));
+        swept
+    }
+
+    /// Everything counted since open; see [`Engine::metrics`].
+    fn metrics(&self) -> Metrics {
+        let mut m = self.meter.snapshot();
+        m.uptime_ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let c = &self.sweep_counters;
+        m.sweeps = c.passes.load(Ordering::Relaxed);
+        m.swept = c.swept.load(Ordering::Relaxed);
+        m.sweep_errors = c.errors.load(Ordering::Relaxed);
+        m.last_sweep_at = match c.last_pass_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(at),
+        };
+        m.poisoned = self.poison.is_set();
+        m
     }
 
     /// What the backend stores of a session: `body` encoded, its version,
@@ -143,7 +179,13 @@ impl Shared {
 pub struct Engine {
     shared: Arc<Shared>,
     sweeper: Mutex<Option<Sweeper>>,
+    #[cfg(unix)]
+    control: Mutex<Option<crate::control::Server>>,
     recovery: Option<Recovery>,
+    /// Whether this handle owns the store (closes it at close or drop).
+    /// The control socket's connections work through handles that do not
+    /// ([`Engine::view`]): the owner stops them before it closes.
+    owner: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -170,6 +212,7 @@ impl Engine {
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
         let s = config.validate()?;
         let poison = Arc::new(Poison::default());
+        let meter = Arc::new(Meter::default());
         let backend = SledBackend::open_with(
             dir.as_ref(),
             SledOptions {
@@ -181,6 +224,7 @@ impl Engine {
                 max_record_bytes: s.max_session_bytes,
             },
             poison.clone(),
+            meter.clone(),
         )?;
         let was_clean = backend.was_clean();
         // sled panics where its own pages are missing: that is a damaged
@@ -193,7 +237,7 @@ impl Engine {
             reason: panic_message(panic.as_ref()),
         };
         let new = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Self::new(Box::new(backend), s, poison)
+            Self::new(Box::new(backend), s, poison, meter)
         }));
         let mut engine = new.unwrap_or_else(|panic| Err(damaged(panic)))?;
         if !was_clean {
@@ -214,7 +258,35 @@ impl Engine {
             }
         }
         engine.start_sweeper()?;
+        #[cfg(unix)]
+        if engine.shared.settings.control {
+            let server = crate::control::Server::start(dir.as_ref(), &engine)?;
+            *engine.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
+        }
         Ok(engine)
+    }
+
+    /// Another handle on this engine that never closes it: what each
+    /// connection of the control socket works through. The owner stops the
+    /// control socket, and with it every such handle, before it closes.
+    #[cfg(unix)]
+    pub(crate) fn view(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            sweeper: Mutex::new(None),
+            control: Mutex::new(None),
+            recovery: None,
+            owner: false,
+        }
+    }
+
+    /// The engine's counters since open: loads by outcome, writes,
+    /// destroys, sweeps, the sled store's commits and flushes, the write
+    /// queue, the record cache, and whether the engine is poisoned. With
+    /// the feature `metrics` they are published through the `metrics`
+    /// facade too; see [`metrics`](crate::metrics) for the names.
+    pub fn metrics(&self) -> Metrics {
+        self.shared.metrics()
     }
 
     fn recover(&self) -> Result<Recovery> {
@@ -254,13 +326,23 @@ impl Engine {
     /// # Ok::<(), sessiondb::Error>(())
     /// ```
     pub fn with_backend(backend: impl Backend, config: Config) -> Result<Self> {
-        let engine = Self::new(Box::new(backend), config.validate()?, Arc::default())?;
+        let engine = Self::new(
+            Box::new(backend),
+            config.validate()?,
+            Arc::default(),
+            Arc::default(),
+        )?;
         engine.start_sweeper()?;
         Ok(engine)
     }
 
     /// The engine, without its sweeper yet.
-    fn new(backend: Box<dyn Backend>, s: Settings, poison: Arc<Poison>) -> Result<Self> {
+    fn new(
+        backend: Box<dyn Backend>,
+        s: Settings,
+        poison: Arc<Poison>,
+        meter: Arc<Meter>,
+    ) -> Result<Self> {
         if let Some(why) = s.cookie.host_prefix_warning() {
             tracing::warn!("{why}");
         }
@@ -274,11 +356,16 @@ impl Engine {
             closed: AtomicBool::new(false),
             update_locks: (0..UPDATE_STRIPES).map(|_| Mutex::new(())).collect(),
             sweep_counters: Arc::default(),
+            meter,
+            opened: std::time::Instant::now(),
         });
         Ok(Self {
             shared,
             sweeper: Mutex::new(None),
+            #[cfg(unix)]
+            control: Mutex::new(None),
             recovery: None,
+            owner: true,
         })
     }
 
@@ -293,6 +380,12 @@ impl Engine {
         let sweeper = Sweeper::spawn(settings.sweep_interval, counters, move || pass.sweep())?;
         *self.sweeper.lock().unwrap_or_else(|e| e.into_inner()) = Some(sweeper);
         Ok(())
+    }
+
+    /// How long the control socket waits for a client's next line.
+    #[cfg(unix)]
+    pub(crate) fn control_idle(&self) -> std::time::Duration {
+        self.shared.settings.control_idle
     }
 
     /// The session cookie's settings.
@@ -313,12 +406,17 @@ impl Engine {
     where
         I: IntoIterator<Item = &'h [u8]>,
     {
-        match self
+        let (lookup, failed) = self
             .shared
             .settings
             .cookie
-            .lookup(&self.shared.settings.ring, cookie_headers)
-        {
+            .lookup_counting(&self.shared.settings.ring, cookie_headers);
+        match lookup {
+            Lookup::Found(_) => {}
+            Lookup::Missing if !failed => self.shared.meter.load(Load::None),
+            Lookup::Missing | Lookup::Ambiguous => self.shared.meter.load(Load::Forged),
+        }
+        match lookup {
             Lookup::Found(id) => Some(id),
             Lookup::Missing => None,
             Lookup::Ambiguous => {
@@ -353,6 +451,19 @@ impl Engine {
     /// threshold, it is moved to now and written back (the only write a read
     /// makes).
     pub fn load_id(&self, id: &SessionId) -> Result<Option<Session>> {
+        let loaded = self.load_id_uncounted(id);
+        if let Ok(found) = &loaded {
+            self.shared.meter.load(match found {
+                Some(_) => Load::Hit,
+                None => Load::Miss,
+            });
+        }
+        loaded
+    }
+
+    /// [`load_id`](Self::load_id) as the engine's own retries use it: not
+    /// counted as a request's load.
+    fn load_id_uncounted(&self, id: &SessionId) -> Result<Option<Session>> {
         let shared = &self.shared;
         // A touch that loses a race re-reads; bounded in case of a storm.
         for _ in 0..UPDATE_RETRIES {
@@ -458,8 +569,9 @@ impl Engine {
             .backend
             .put(&session.id, session.version, &value, now)?
         {
-            Outcome::Written => {}
+            Outcome::Written => shared.meter.saved(session.version.is_none()),
             Outcome::Conflict => {
+                shared.meter.conflict();
                 return Err(Error::Conflict {
                     id_hint: session.id.hint(),
                 });
@@ -499,6 +611,7 @@ impl Engine {
         self.shared.poison.check()?;
         self.revoke_session(id, self.shared.now())?;
         let existed = self.shared.backend.delete(id)?;
+        self.shared.meter.destroyed(u64::from(existed));
         // Whether or not it was there: the revocation must be durable, and
         // so must a delete by someone else (the sweeper, a log out
         // everywhere still walking) that made it absent.
@@ -518,7 +631,7 @@ impl Engine {
     ) -> Result<Option<(Session, R)>> {
         let _turn = self.stripe(id);
         for _ in 0..UPDATE_RETRIES {
-            let Some(mut session) = self.load_id(id)? else {
+            let Some(mut session) = self.load_id_uncounted(id)? else {
                 return Ok(None);
             };
             let out = f(&mut session);
@@ -559,7 +672,7 @@ impl Engine {
         let id = session.id;
         let _turn = self.stripe(&id);
         for _ in 0..UPDATE_RETRIES {
-            let Some(mut fresh) = self.load_id(&id)? else {
+            let Some(mut fresh) = self.load_id_uncounted(&id)? else {
                 return Err(Error::Gone { id_hint: id.hint() });
             };
             session.replay_pending(&mut fresh);
@@ -615,9 +728,7 @@ impl Engine {
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<()> {
         let (seq, _) = self.shared.commit.note_write();
-        self.shared
-            .commit
-            .wait_durable(seq, || self.shared.backend.flush())
+        self.shared.wait_durable(seq)
     }
 
     /// Stops the sweeper, flushes, and closes the store, marking it closed
@@ -629,6 +740,22 @@ impl Engine {
     }
 
     fn close_once(&self) -> Result<()> {
+        if !self.owner {
+            return Ok(());
+        }
+        // First the control socket, so no operator's command runs on a
+        // store being closed.
+        #[cfg(unix)]
+        {
+            let control = self
+                .control
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(c) = control {
+                c.stop();
+            }
+        }
         self.stop_sweeper();
         if self.shared.closed.swap(true, Ordering::SeqCst) {
             return Ok(());

@@ -159,6 +159,7 @@ impl Engine {
             }
             Ok(())
         })?;
+        self.shared.meter.destroyed(n as u64);
         self.shared.after_write(Wait::Always)?;
         Ok(n)
     }

@@ -45,6 +45,7 @@ use super::cache::{Cached, RecordCache};
 use super::storage;
 use super::txn::{TxError, Txn, WriteTrees};
 use crate::error::{Error, Result};
+use crate::metrics::Meter;
 use crate::poison::Poison;
 use crate::token::SessionId;
 
@@ -152,6 +153,7 @@ struct Shared {
     /// Signalled when writes are applied, and when the committer fails.
     progress: Condvar,
     poison: Arc<Poison>,
+    meter: Arc<Meter>,
     /// Makes the next batch fail as a failed transaction would (tests).
     #[cfg(test)]
     fail_next_batch: std::sync::atomic::AtomicBool,
@@ -180,7 +182,12 @@ pub(super) struct Committer {
 
 impl Committer {
     /// Starts the thread, with a cache of `cache_bytes`.
-    pub fn start(trees: WriteTrees, cache_bytes: usize, poison: Arc<Poison>) -> Result<Self> {
+    pub fn start(
+        trees: WriteTrees,
+        cache_bytes: usize,
+        poison: Arc<Poison>,
+        meter: Arc<Meter>,
+    ) -> Result<Self> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 cache: RecordCache::new(cache_bytes),
@@ -190,6 +197,7 @@ impl Committer {
             }),
             progress: Condvar::new(),
             poison,
+            meter,
             #[cfg(test)]
             fail_next_batch: std::sync::atomic::AtomicBool::new(false),
         });
@@ -229,6 +237,7 @@ impl Committer {
             let ticket = queue.cache.ticket(queue.issued);
             (queue.cache.lookup(id), ticket)
         };
+        self.shared.meter.cache(cached.is_some());
         match cached {
             Some(Cached::Value(v)) => Ok(Some(read(&v))),
             Some(Cached::Deleted) => Ok(None),
@@ -296,6 +305,9 @@ impl Committer {
         }
         let applied = queue.applied;
         queue.cache.evict(applied);
+        let queued = queue.issued - applied;
+        drop(queue);
+        self.shared.meter.queued(queued);
         Ok(out)
     }
 
@@ -410,6 +422,7 @@ fn run(trees: &WriteTrees, receiver: &crossbeam_channel::Receiver<Request>, shar
             .swap(false, std::sync::atomic::Ordering::SeqCst);
         #[cfg(not(test))]
         let injected = false;
+        let started = std::time::Instant::now();
         let result = match injected {
             true => Err(Error::Storage("an injected batch failure".into())),
             false => trees.transaction(|txn| {
@@ -449,7 +462,11 @@ fn run(trees: &WriteTrees, receiver: &crossbeam_channel::Receiver<Request>, shar
         queue.applied = queue.applied.max(last);
         let applied = queue.applied;
         queue.cache.evict(applied);
+        let queued = queue.issued - applied;
         drop(queue);
+        shared
+            .meter
+            .committed(batch.len(), started.elapsed(), queued);
         shared.progress.notify_all();
     }
 }

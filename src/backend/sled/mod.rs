@@ -80,6 +80,7 @@ use std::sync::{Arc, Mutex};
 use super::ops;
 use super::{Backend, BackendStats, Maintenance, Outcome, Stored, UserPage, Violation, keys};
 use crate::error::{Error, Result};
+use crate::metrics::Meter;
 use crate::poison::Poison;
 use crate::record::FormatError;
 use crate::token::SessionId;
@@ -165,11 +166,16 @@ impl SledBackend {
     /// Opens (or creates) the store in `dir`, with its own failure signal.
     #[cfg(test)]
     pub(crate) fn open(dir: &Path, opts: SledOptions) -> Result<Self> {
-        Self::open_with(dir, opts, Arc::default())
+        Self::open_with(dir, opts, Arc::default(), Arc::default())
     }
 
     /// Opens (or creates) the store in `dir`; a failure poisons `poison`.
-    pub(crate) fn open_with(dir: &Path, opts: SledOptions, poison: Arc<Poison>) -> Result<Self> {
+    pub(crate) fn open_with(
+        dir: &Path,
+        opts: SledOptions,
+        poison: Arc<Poison>,
+        meter: Arc<Meter>,
+    ) -> Result<Self> {
         let dir = StoreDir::open(dir)?;
         let segment_size = dir.segment_size(SEGMENT_SIZE, LEGACY_SEGMENT_SIZE)?;
         let db = open_sled(dir.path(), segment_size, opts)?;
@@ -182,7 +188,12 @@ impl SledBackend {
         };
         let revoked = tree("revoked")?;
         dir.attach_sled()?;
-        let committer = Committer::start(trees.clone(), opts.session_cache_bytes, poison.clone())?;
+        let committer = Committer::start(
+            trees.clone(),
+            opts.session_cache_bytes,
+            poison.clone(),
+            meter,
+        )?;
         Ok(Self {
             dir,
             db,

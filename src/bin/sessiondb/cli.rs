@@ -24,6 +24,15 @@ pub(crate) enum Command {
         #[command(flatten)]
         out: Out,
     },
+    /// A running service's main figures, redrawn every second until
+    /// Ctrl-C: sessions, users, rates per second, write queue, last sweep.
+    Watch {
+        /// The store's directory (a running service must hold it).
+        dir: PathBuf,
+        /// One JSON line per second instead of a screen.
+        #[command(flatten)]
+        out: Out,
+    },
     /// Live sessions with user, created, last seen and expiry.
     List {
         /// The store's directory.

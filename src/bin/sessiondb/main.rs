@@ -1,6 +1,12 @@
 //! `sessiondb`: the operator's tool. Inspect, sweep, check, repair, revoke,
 //! export and import a store (the directory the engine's `open` and the
-//! demo's `--data` take). Build with `--features cli`.
+//! demo's `--data` take), and watch a running service. Build with
+//! `--features cli`.
+//!
+//! Every command works on a stopped store and on one a running service
+//! holds: then it runs inside the service, through its control socket
+//! (`sessiondb::control`), with the same output and exit status. It says
+//! on stderr which way it went.
 //!
 //! Data goes to stdout, and nothing else does: messages and progress bars
 //! go to stderr, and progress bars only when stderr is a terminal. Exit
@@ -26,7 +32,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 use crate::cli::{Cli, Command};
-use crate::commands::{check, export, import, list, revoke, show, stats, sweep};
+use crate::commands::{check, export, import, list, revoke, show, stats, sweep, watch};
 use crate::fail::{Fail, Outcome};
 use crate::output::printable;
 use crate::store::{open, open_existing};
@@ -47,6 +53,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Outcome {
     match command {
         Command::Stats { dir, out } => stats(&open_existing(&dir)?, &dir, out.json),
+        Command::Watch { dir, out } => watch(&open_existing(&dir)?, out.json),
         Command::List {
             dir,
             user,

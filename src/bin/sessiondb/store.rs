@@ -1,18 +1,137 @@
-//! Opening a store, walking its records, and finding a session by a prefix
-//! of its id.
+//! Opening a store, directly or through the control socket of the service
+//! that holds it; walking its records, and finding a session by a prefix of
+//! its id.
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use indicatif::ProgressBar;
-use sessiondb::{Config, Durability, Engine, Key, KeyRing, SessionId, SessionRecord};
+use sessiondb::control::Client;
+use sessiondb::control::proto::RepairReply;
+use sessiondb::{
+    Config, Durability, Engine, Error, Imported, Key, KeyRing, Metrics, SessionId, SessionInfo,
+    SessionRecord, Stats,
+};
 
 use crate::fail::Fail;
 
 /// Records read per page when walking the whole store.
 pub(crate) const PAGE: usize = 1000;
 
+/// The store a command works on: opened here, or inside the running
+/// service that holds it, through its control socket. Every command calls
+/// these and nothing else, so its output is the same either way.
+pub(crate) enum Store {
+    Local(Engine),
+    Live(RefCell<Client>),
+}
+
+impl Store {
+    /// Statistics; on a live store, the engine's counters too.
+    pub(crate) fn stats(&self) -> sessiondb::Result<(Stats, Option<Metrics>)> {
+        match self {
+            Self::Local(e) => Ok((e.admin().stats()?, None)),
+            Self::Live(c) => c.borrow_mut().stats().map(|(s, m)| (s, Some(m))),
+        }
+    }
+
+    /// The running engine's counters (live stores only).
+    pub(crate) fn metrics(&self) -> sessiondb::Result<Option<Metrics>> {
+        match self {
+            Self::Local(_) => Ok(None),
+            Self::Live(c) => c.borrow_mut().metrics().map(Some),
+        }
+    }
+
+    pub(crate) fn records(
+        &self,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> sessiondb::Result<Vec<(SessionId, sessiondb::Result<SessionRecord>)>> {
+        match self {
+            Self::Local(e) => e.admin().records(after, limit),
+            Self::Live(c) => c.borrow_mut().records(after, limit),
+        }
+    }
+
+    pub(crate) fn record(&self, id: &SessionId) -> sessiondb::Result<Option<SessionRecord>> {
+        match self {
+            Self::Local(e) => e.admin().record(id),
+            Self::Live(c) => c.borrow_mut().record(id),
+        }
+    }
+
+    pub(crate) fn sessions_of(&self, user: &str) -> sessiondb::Result<Vec<SessionInfo>> {
+        match self {
+            Self::Local(e) => e.sessions_of(user),
+            Self::Live(c) => c.borrow_mut().sessions_of(user),
+        }
+    }
+
+    pub(crate) fn destroy_user(&self, user: &str) -> sessiondb::Result<usize> {
+        match self {
+            Self::Local(e) => e.destroy_user(user, None),
+            Self::Live(c) => c.borrow_mut().destroy_user(user),
+        }
+    }
+
+    pub(crate) fn destroy_id(&self, id: &SessionId) -> sessiondb::Result<bool> {
+        match self {
+            Self::Local(e) => e.destroy_id(id),
+            Self::Live(c) => c.borrow_mut().destroy_id(id),
+        }
+    }
+
+    pub(crate) fn sweep_now(&self) -> sessiondb::Result<u64> {
+        match self {
+            Self::Local(e) => e.admin().sweep_now(),
+            Self::Live(c) => c.borrow_mut().sweep_now(),
+        }
+    }
+
+    /// The violations, as text.
+    pub(crate) fn check(&self) -> sessiondb::Result<Vec<String>> {
+        match self {
+            Self::Local(e) => Ok(e.admin().check()?.iter().map(ToString::to_string).collect()),
+            Self::Live(c) => c.borrow_mut().check(),
+        }
+    }
+
+    pub(crate) fn repair(&self) -> sessiondb::Result<RepairReply> {
+        match self {
+            Self::Local(e) => {
+                let r = e.admin().repair()?;
+                let text = |v: &[sessiondb::Violation]| v.iter().map(ToString::to_string).collect();
+                Ok(RepairReply {
+                    fixed: text(&r.fixed),
+                    quarantined: r.quarantined,
+                    remaining: text(&r.remaining),
+                })
+            }
+            Self::Live(c) => c.borrow_mut().repair(),
+        }
+    }
+
+    pub(crate) fn import(&self, r: &SessionRecord) -> sessiondb::Result<Imported> {
+        match self {
+            Self::Local(e) => e.admin().import(r),
+            Self::Live(c) => c.borrow_mut().import(r),
+        }
+    }
+
+    /// Closes a store opened here (what it changed is on disk when this
+    /// returns); a live store stays open, its changes made durable by the
+    /// engine as each command requires.
+    pub(crate) fn close(self) -> sessiondb::Result<()> {
+        match self {
+            Self::Local(e) => e.close(),
+            Self::Live(_) => Ok(()),
+        }
+    }
+}
+
 /// Opens a store that must already exist (so a typo is not a new store).
-pub(crate) fn open_existing(dir: &Path) -> Result<Engine, Fail> {
+pub(crate) fn open_existing(dir: &Path) -> Result<Store, Fail> {
     if !dir.join("SESSIONDB").exists() {
         return Err(Fail(
             format!(
@@ -28,38 +147,100 @@ pub(crate) fn open_existing(dir: &Path) -> Result<Engine, Fail> {
 
 /// The tool never issues cookies, so a throwaway key signs nothing.
 /// Relaxed durability, and every command that writes ends in `close`, so
-/// what it changed is on disk when it exits.
+/// what it changed is on disk when it exits. No control socket: nobody
+/// else works on a store the tool holds for a moment.
 pub(crate) fn config() -> Result<Config, Fail> {
     Ok(Config::new(KeyRing::new(0, Key::generate()?))
         .sweeper(false)
+        .control(false)
         .durability(Durability::Relaxed))
 }
 
-pub(crate) fn open(dir: &Path) -> Result<Engine, Fail> {
-    let engine = Engine::open(dir, config()?)?;
-    if let Some(r) = engine.recovery() {
-        eprintln!(
-            "note: the store was not closed cleanly; the check at open found {} problem(s){}",
-            r.found.len(),
-            if r.repair.is_some() {
-                " and repaired them"
-            } else {
-                ""
+/// Opens the store here, or, when a running service holds it, connects to
+/// that service's control socket. Says on stderr which.
+pub(crate) fn open(dir: &Path) -> Result<Store, Fail> {
+    // A service that stops between the two tries frees the store: try
+    // again, once.
+    for last in [false, true] {
+        match Engine::open(dir, config()?) {
+            Ok(engine) => {
+                eprintln!("note: no service holds the store; working on it directly");
+                if let Some(r) = engine.recovery() {
+                    eprintln!(
+                        "note: the store was not closed cleanly; the check at open found {} \
+                         problem(s){}",
+                        r.found.len(),
+                        if r.repair.is_some() {
+                            " and repaired them"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                return Ok(Store::Local(engine));
             }
-        );
+            Err(Error::Locked { .. }) => match Client::connect(dir) {
+                Ok(client) => {
+                    eprintln!(
+                        "note: a running service (pid {}) holds the store; running the command \
+                         inside it, through {}",
+                        client.welcome().pid,
+                        dir.join(sessiondb::control::SOCKET).display()
+                    );
+                    return Ok(Store::Live(RefCell::new(client)));
+                }
+                Err(Error::Io { source, .. })
+                    if !last
+                        && matches!(
+                            source.kind(),
+                            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                        ) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(not_reachable(dir, e)),
+            },
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(engine)
+    Err(Fail(
+        "error: the store is neither free nor served".into(),
+        2,
+    ))
+}
+
+/// Why a held store cannot be worked on, and what to do.
+fn not_reachable(dir: &Path, e: Error) -> Fail {
+    let held = format!(
+        "error: a running service holds {}, and its control socket cannot be used",
+        dir.display()
+    );
+    let hint = match &e {
+        Error::Io { source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                "hint: the service has no control socket (Config::control(false), or a \
+                 sessiondb older than this tool); stop it first, or work on a copy made while \
+                 it was stopped"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "hint: run the tool as the service's user (or root)"
+            }
+            _ => "hint: stop the service first, or work on a copy made while it was stopped",
+        },
+        _ => "hint: run the tool as the service's user (or root), with a version that matches it",
+    };
+    Fail(format!("{held}: {e}\n{hint}"), 2)
 }
 
 /// Calls `f` on every stored record, page by page.
 pub(crate) fn each_record(
-    engine: &Engine,
+    store: &Store,
     bar: &ProgressBar,
     mut f: impl FnMut(SessionId, sessiondb::Result<SessionRecord>) -> Result<bool, Fail>,
 ) -> Result<(), Fail> {
     let mut after = None;
     loop {
-        let page = engine.admin().records(after.as_ref(), PAGE)?;
+        let page = store.records(after.as_ref(), PAGE)?;
         let Some((last, _)) = page.last() else {
             return Ok(());
         };
@@ -74,7 +255,7 @@ pub(crate) fn each_record(
 }
 
 /// The one session whose id is `text` or starts with it.
-pub(crate) fn resolve(engine: &Engine, text: &str) -> Result<SessionId, Fail> {
+pub(crate) fn resolve(store: &Store, text: &str) -> Result<SessionId, Fail> {
     if let Some(id) = SessionId::from_base64(text) {
         return Ok(id);
     }
@@ -85,7 +266,7 @@ pub(crate) fn resolve(engine: &Engine, text: &str) -> Result<SessionId, Fail> {
         ));
     }
     let mut found = Vec::new();
-    each_record(engine, &ProgressBar::hidden(), |id, _| {
+    each_record(store, &ProgressBar::hidden(), |id, _| {
         if id.to_base64().starts_with(text) {
             found.push(id);
         }

@@ -2,19 +2,19 @@
 
 use std::process::ExitCode;
 
+use crate::store::Store;
 use serde_json::json;
-use sessiondb::Engine;
 
 use crate::fail::Outcome;
 use crate::output::{print_json, printable, spinner};
 
-pub(crate) fn check(engine: Engine, repair: bool, as_json: bool) -> Outcome {
+pub(crate) fn check(store: Store, repair: bool, as_json: bool) -> Outcome {
     let bar = spinner("checking");
-    let found = engine.admin().check()?;
+    let found = store.check()?;
     bar.finish_and_clear();
     let report = if repair && !found.is_empty() {
         let bar = spinner("repairing");
-        let r = engine.admin().repair()?;
+        let r = store.repair()?;
         bar.finish_and_clear();
         Some(r)
     } else {
@@ -26,17 +26,15 @@ pub(crate) fn check(engine: Engine, repair: bool, as_json: bool) -> Outcome {
     };
     if as_json {
         print_json(&json!({
-            "found": found.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "found": found,
             "repaired": report.as_ref().map(|r| r.fixed.len()),
             "quarantined": report.as_ref().map(|r| r.quarantined),
-            "remaining": report.as_ref().map_or_else(
-                || found.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                |r| r.remaining.iter().map(ToString::to_string).collect()),
+            "remaining": report.as_ref().map_or(&found, |r| &r.remaining),
             "sound": remaining == 0,
         }))?;
     } else {
         for v in &found {
-            println!("problem: {}", printable(&v.to_string()));
+            println!("problem: {}", printable(v));
         }
         if let Some(r) = &report {
             println!(
@@ -45,7 +43,7 @@ pub(crate) fn check(engine: Engine, repair: bool, as_json: bool) -> Outcome {
                 r.quarantined
             );
             for v in &r.remaining {
-                println!("still broken: {}", printable(&v.to_string()));
+                println!("still broken: {}", printable(v));
             }
         }
         println!(
@@ -57,7 +55,7 @@ pub(crate) fn check(engine: Engine, repair: bool, as_json: bool) -> Outcome {
             }
         );
     }
-    engine.close()?;
+    store.close()?;
     Ok(if remaining == 0 {
         ExitCode::SUCCESS
     } else {

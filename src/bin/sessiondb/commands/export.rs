@@ -5,12 +5,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::UNIX_EPOCH;
 
-use sessiondb::Engine;
-
 use crate::fail::{Fail, Outcome};
 use crate::jsonl::to_line;
 use crate::output::{spinner, write_json};
-use crate::store::each_record;
+use crate::store::{Store, each_record};
 
 /// Where `export` writes: a new owner-only file, or stdout.
 fn export_sink(output: Option<&Path>) -> Result<Box<dyn std::io::Write>, Fail> {
@@ -58,14 +56,14 @@ fn warn_if_stdout_is_shared() {
     }
 }
 
-pub(crate) fn export(engine: &Engine, output: Option<&Path>) -> Outcome {
+pub(crate) fn export(store: &Store, output: Option<&Path>) -> Outcome {
     let mut out = std::io::BufWriter::new(export_sink(output)?);
     let bar = spinner("exporting");
     let now = std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let (mut written, mut corrupt) = (0u64, 0u64);
-    each_record(engine, &bar, |id, r| {
+    each_record(store, &bar, |id, r| {
         match r {
             Ok(r) if r.expires_at > now => {
                 write_json(&mut out, &to_line(&r))?;

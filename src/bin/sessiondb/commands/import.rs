@@ -9,9 +9,9 @@ use sessiondb::{Engine, Imported};
 use crate::fail::{Fail, Outcome};
 use crate::jsonl::from_line;
 use crate::output::{printable, spinner};
-use crate::store::config;
+use crate::store::{Store, config};
 
-pub(crate) fn import(engine: Engine) -> Outcome {
+pub(crate) fn import(store: Store) -> Outcome {
     let bar = spinner("reading");
     let mut records = Vec::new();
     let mut bad = Vec::new();
@@ -30,7 +30,7 @@ pub(crate) fn import(engine: Engine) -> Outcome {
                     r.id.hint()
                 ));
             }
-            Ok(r) => match engine.admin().record(&r.id) {
+            Ok(r) => match store.record(&r.id) {
                 Ok(Some(_)) => bad.push(format!(
                     "line {}: session {} is already in the store",
                     n + 1,
@@ -64,7 +64,7 @@ pub(crate) fn import(engine: Engine) -> Outcome {
     let bar = spinner("importing");
     let (mut written, mut expired, mut revoked) = (0u64, 0u64, 0u64);
     for (line, r) in &records {
-        match engine.admin().import(r) {
+        match store.import(r) {
             Ok(Imported::Written) => written += 1,
             Ok(Imported::Expired) => expired += 1,
             Ok(Imported::Revoked) => revoked += 1,
@@ -88,7 +88,7 @@ pub(crate) fn import(engine: Engine) -> Outcome {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    engine.close()?;
+    store.close()?;
     eprintln!(
         "imported {written} session(s); skipped {expired} already expired, {revoked} revoked since"
     );

@@ -6,14 +6,14 @@ use std::time::UNIX_EPOCH;
 
 use indicatif::ProgressBar;
 use serde_json::json;
-use sessiondb::{Engine, SessionId};
+use sessiondb::SessionId;
 
 use crate::fail::Outcome;
 use crate::output::{printable, time, write_json};
-use crate::store::each_record;
+use crate::store::{Store, each_record};
 
 pub(crate) fn list(
-    engine: &Engine,
+    store: &Store,
     user: Option<&str>,
     limit: Option<usize>,
     full_ids: bool,
@@ -27,7 +27,7 @@ pub(crate) fn list(
     let mut corrupt = 0usize;
     match user {
         Some(u) => {
-            for i in engine.sessions_of(u)?.into_iter().take(limit) {
+            for i in store.sessions_of(u)?.into_iter().take(limit) {
                 rows.push((
                     show_id(&i.id),
                     Some(u.to_owned()),
@@ -41,7 +41,7 @@ pub(crate) fn list(
             let now = std::time::SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
-            each_record(engine, &ProgressBar::hidden(), |id, r| {
+            each_record(store, &ProgressBar::hidden(), |id, r| {
                 match r {
                     Ok(r) if r.expires_at > now => rows.push((
                         show_id(&id),

@@ -7,8 +7,9 @@ mod import;
 mod list;
 mod revoke;
 mod show;
-mod stats;
+pub(crate) mod stats;
 mod sweep;
+mod watch;
 
 pub(crate) use check::check;
 pub(crate) use export::export;
@@ -18,3 +19,4 @@ pub(crate) use revoke::revoke;
 pub(crate) use show::show;
 pub(crate) use stats::stats;
 pub(crate) use sweep::sweep;
+pub(crate) use watch::watch;

@@ -3,23 +3,22 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use sessiondb::Engine;
 
 use crate::cli::Target;
 use crate::fail::{Fail, Outcome};
 use crate::output::print_json;
-use crate::store::resolve;
+use crate::store::{Store, resolve};
 
-pub(crate) fn revoke(engine: Engine, target: Target, as_json: bool) -> Outcome {
+pub(crate) fn revoke(store: Store, target: Target, as_json: bool) -> Outcome {
     let n = match (target.user, target.id) {
-        (Some(u), _) => engine.destroy_user(&u, None)?,
+        (Some(u), _) => store.destroy_user(&u)?,
         (None, Some(id)) => {
-            let id = resolve(&engine, &id)?;
-            usize::from(engine.destroy_id(&id)?)
+            let id = resolve(&store, &id)?;
+            usize::from(store.destroy_id(&id)?)
         }
         (None, None) => return Err(Fail("error: give --user or --id".into(), 2)),
     };
-    engine.close()?;
+    store.close()?;
     if as_json {
         print_json(&json!({"revoked": n}))?;
     } else {

@@ -5,15 +5,14 @@ use std::process::ExitCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use sessiondb::Engine;
 
 use crate::fail::{Fail, Outcome};
 use crate::output::{print_json, printable, time};
-use crate::store::resolve;
+use crate::store::{Store, resolve};
 
-pub(crate) fn show(engine: &Engine, id: &str, values: bool, as_json: bool) -> Outcome {
-    let id = resolve(engine, id)?;
-    let Some(r) = engine.admin().record(&id)? else {
+pub(crate) fn show(store: &Store, id: &str, values: bool, as_json: bool) -> Outcome {
+    let id = resolve(store, id)?;
+    let Some(r) = store.record(&id)? else {
         return Err(Fail(
             format!("error: session {} is not live (expired or gone)", id.hint()),
             1,

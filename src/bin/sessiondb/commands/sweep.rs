@@ -3,16 +3,17 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use sessiondb::Engine;
+
+use crate::store::Store;
 
 use crate::fail::Outcome;
 use crate::output::{print_json, spinner};
 
-pub(crate) fn sweep(engine: Engine, as_json: bool) -> Outcome {
+pub(crate) fn sweep(store: Store, as_json: bool) -> Outcome {
     let bar = spinner("sweeping expired sessions");
-    let n = engine.admin().sweep_now()?;
+    let n = store.sweep_now()?;
     bar.finish_and_clear();
-    engine.close()?;
+    store.close()?;
     if as_json {
         print_json(&json!({"swept": n}))?;
     } else {

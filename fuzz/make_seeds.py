@@ -128,4 +128,32 @@ write("record", "huge-map", record(1, None, varint(0) * 4 + b"\xfd" + struct.pac
 write("record", "huge-value", record(1, None, varint(0) * 4 + varint(1) + varint(1) + b"k" + b"\xfc" + struct.pack("<I", 2**31), NOW + HOUR))
 write("record", "bad-utf8-key", record(1, None, varint(0) * 4 + varint(1) + varint(2) + b"\xc3\x28" + varint(0), NOW + HOUR))
 
+# The control socket: what a client sends, lines split at \n.
+HELLO = b'{"sessiondb":"control","version":1}\n'
+sid = base64.urlsafe_b64encode(bytes(range(32))).rstrip(b"=")
+rec = (b'{"id":"' + sid + b'","version":1,"user":"alice","created_at":1700000000000,'
+       b'"last_seen":1700000000000,"expires_at":1700001800000,"absolute_deadline":1700086400000,'
+       b'"idle_timeout_ms":1800000,"data":{"n":"Bw=="}}')
+control = {
+    "empty": b"",
+    "hello-only": HELLO,
+    "hello-no-newline": HELLO[:-1],
+    "wrong-version": b'{"sessiondb":"control","version":2}\n{"op":"stats"}\n',
+    "not-hello": b'{"op":"stats"}\n',
+    "garbage": b"\x00\xff GET / HTTP/1.1\r\n\r\n",
+    "stats": HELLO + b'{"op":"stats"}\n{"op":"metrics"}\n',
+    "records": HELLO + b'{"op":"records","after":null,"limit":1000}\n{"op":"records","after":"' + sid + b'","limit":18446744073709551615}\n',
+    "records-bad-after": HELLO + b'{"op":"records","after":"short","limit":5}\n',
+    "user-ops": HELLO + b'{"op":"sessions_of","user":"alice"}\n{"op":"destroy_user","user":"alice"}\n{"op":"destroy_user","user":""}\n',
+    "id-ops": HELLO + b'{"op":"record","id":"' + sid + b'"}\n{"op":"destroy_id","id":"' + sid + b'"}\n{"op":"destroy_id","id":"-"}\n',
+    "maintenance": HELLO + b'{"op":"sweep"}\n{"op":"check"}\n{"op":"repair"}\n',
+    "import": HELLO + b'{"op":"import","record":' + rec + b'}\n{"op":"import","record":' + rec + b'}\n',
+    "import-bad-base64": HELLO + b'{"op":"import","record":' + rec.replace(b"Bw==", b"!!") + b'}\n',
+    "then-garbage": HELLO + b'{"op":"metrics"}\nnot json\n{"op":"metrics"}\n',
+    "deep-nesting": HELLO + b"[" * 4096 + b"\n",
+    "crlf": HELLO[:-1] + b'\r\n{"op":"metrics"}\r\n',
+}
+for name, data in control.items():
+    write("control_request", name, data)
+
 print("golden:", t1.decode())

@@ -233,6 +233,36 @@ pub mod __fuzz {
     pub fn parse_record(bytes: &[u8]) -> Result<Stored, FormatError> {
         Stored::parse(bytes)
     }
+
+    /// One control connection to `engine` whose client sends `input` and
+    /// then closes its side: runs the server's connection loop on this
+    /// thread and returns everything it wrote back.
+    #[cfg(unix)]
+    pub fn control_session(engine: &crate::Engine, input: &[u8]) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read as _, Write as _};
+        let (client, server) = std::os::unix::net::UnixStream::pair()?;
+        let mut writer = client.try_clone()?;
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            // The server may hang up before reading it all: that is fine.
+            let _ = writer.write_all(&input);
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+        });
+        let mut reader = client;
+        let collector = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = reader.read_to_end(&mut out);
+            out
+        });
+        let served =
+            crate::control::server::serve(&server, engine, std::time::Duration::from_secs(5));
+        let _ = server.shutdown(std::net::Shutdown::Both);
+        let _ = feeder.join();
+        let out = collector.join().unwrap_or_default();
+        // Errors of the connection itself (the peer left) are normal.
+        let _ = served;
+        Ok(out)
+    }
 }
 
 /// The README's examples, compiled and run as doctests so they stay true.

@@ -300,15 +300,18 @@ fn a_store_held_by_a_service_without_a_control_socket_gives_an_error_and_a_hint(
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("store");
     make_store(&dir);
-    let _service = Engine::open(&dir, Config::new(ring()).sweeper(false).control(false))
-        .expect("open");
+    let _service =
+        Engine::open(&dir, Config::new(ring()).sweeper(false).control(false)).expect("open");
     let started = std::time::Instant::now();
     let out = tool(&["stats", dir.to_str().expect("utf-8"), "--json"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(started.elapsed() < Duration::from_secs(20), "no hang");
     let err = text(&out.stderr);
     assert!(err.contains("a running service holds"), "{err}");
-    assert!(err.contains("hint: the service has no control socket"), "{err}");
+    assert!(
+        err.contains("hint: the service has no control socket"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty(), "nothing but data on stdout");
     let not_store = tool(&["stats", tmp.path().to_str().expect("utf-8")], None);
     assert_eq!(not_store.status.code(), Some(2));

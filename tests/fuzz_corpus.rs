@@ -52,3 +52,9 @@ fn engine_ops_corpus_replays_clean() {
 fn record_corpus_replays_clean() {
     replay("record", targets::record);
 }
+
+#[cfg(unix)]
+#[test]
+fn control_request_corpus_replays_clean() {
+    replay("control_request", targets::control_request);
+}

@@ -453,3 +453,60 @@ fn reimport(r: &sessiondb::SessionRecord) {
     assert_eq!(again.data, r.data);
     assert!(matches!(engine.admin().check().as_deref(), Ok([])));
 }
+
+/// Arbitrary bytes as everything a client of the control socket sends
+/// (lines split at `\n`), served by the real connection loop against an
+/// engine on the memory backend:
+///
+/// - the server never panics, and answers with whole JSON lines only;
+/// - it answers the greeting and then at most one line per request line;
+/// - a first line that is not this version's greeting gets one error line
+///   and nothing else.
+pub fn control_request(data: &[u8]) {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let engine = match Engine::with_backend(
+        MemoryBackend::new(),
+        Config::new(fuzz_ring()).clock(clock).sweeper(false),
+    ) {
+        Ok(e) => e,
+        Err(e) => panic!("open: {e}"),
+    };
+    let out = match sessiondb::__fuzz::control_session(&engine, data) {
+        Ok(out) => out,
+        Err(e) => panic!("socket pair: {e}"),
+    };
+    let lines: Vec<&[u8]> = out.split(|&b| b == b'\n').collect();
+    assert_eq!(lines.last(), Some(&&b""[..]), "every reply ends its line");
+    let replies = &lines[..lines.len() - 1];
+    for line in replies {
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(line) {
+            panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(line));
+        }
+    }
+    let first = data.split(|&b| b == b'\n').next().unwrap_or_default();
+    let greeted = data.contains(&b'\n')
+        && serde_json::from_slice::<sessiondb::control::proto::Hello>(first)
+            .is_ok_and(|h| h == sessiondb::control::proto::Hello::current());
+    if greeted {
+        let requests = data.split(|&b| b == b'\n').count();
+        assert!(
+            replies.len() <= requests,
+            "{} replies to {requests} lines",
+            replies.len()
+        );
+        assert!(
+            serde_json::from_slice::<sessiondb::control::proto::Welcome>(replies[0]).is_ok(),
+            "the greeting is answered with a welcome"
+        );
+    } else {
+        assert_eq!(replies.len(), 1, "one error line for a bad greeting");
+        assert!(
+            matches!(
+                serde_json::from_slice::<sessiondb::control::proto::Reply>(replies[0]),
+                Ok(sessiondb::control::proto::Reply::Error(_))
+            ),
+            "{:?}",
+            String::from_utf8_lossy(replies[0])
+        );
+    }
+}

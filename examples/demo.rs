@@ -6,7 +6,13 @@
 //! Routes: `GET /` (the page), `POST /api/login`, `GET /api/csrf`,
 //! `GET /api/me`, `POST /api/counter`, `GET /api/sessions`,
 //! `POST /api/logout`, `POST /api/logout-all`. Every POST but login needs
-//! the session's CSRF token in `X-CSRF-Token`.
+//! the session's CSRF token in `X-CSRF-Token`. `GET /metrics`: the
+//! engine's counters in Prometheus text (a real service would serve it on
+//! an internal address only).
+//!
+//! While it runs, `sessiondb stats ./sessiondb-data` (and every other
+//! command of the operator's tool) works on its live store, through the
+//! store's control socket.
 
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
@@ -18,6 +24,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Parser, ValueEnum};
+use metrics_exporter_prometheus::Matcher;
 use sessiondb::{Config, CookieConfig, Durability, Engine, Key, KeyRing, SessionId};
 
 #[path = "demo/app.rs"]
@@ -66,6 +73,19 @@ fn main() -> Result<(), BoxError> {
     if args.idle_timeout < 2 {
         return Err("--idle-timeout must be at least 2 seconds".into());
     }
+    // Before the engine opens, so its gauges are there from the start.
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            &[
+                0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+            ],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("sessiondb_commit_batch_size".into()),
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+        )?
+        .install_recorder()?;
     let (key, new_key) = signing_key(&args.data)?;
     let idle = Duration::from_secs(args.idle_timeout);
     let config = Config::new(KeyRing::new(1, key))
@@ -91,10 +111,30 @@ fn main() -> Result<(), BoxError> {
         save_key(&args.data, &bytes)?;
     }
 
-    let app = app::router(engine.clone(), args.insecure_cookies);
+    let scrape = prometheus.clone();
+    let app = app::router(engine.clone(), args.insecure_cookies).route(
+        "/metrics",
+        axum::routing::get(move || async move {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                scrape.render(),
+            )
+        }),
+    );
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        // The exporter's histograms need their upkeep.
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                prometheus.run_upkeep();
+            }
+        });
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(
             "listening on http://{}/ (data in {})",

@@ -254,8 +254,7 @@ pub mod __fuzz {
             let _ = reader.read_to_end(&mut out);
             out
         });
-        let served =
-            crate::control::server::serve(&server, engine, std::time::Duration::from_secs(5));
+        let served = crate::control::server::serve_until(&server, engine, &|| true);
         let _ = server.shutdown(std::net::Shutdown::Both);
         let _ = feeder.join();
         let out = collector.join().unwrap_or_default();

@@ -10,11 +10,11 @@
 //!
 //! | name | kind | what |
 //! |---|---|---|
-//! | `sessiondb_loads_total{outcome}` | counter | loads by outcome: `hit` (a live session), `miss` (a valid cookie whose session is gone or expired), `forged` (a cookie of ours that does not verify, or several naming different sessions), `none` (no cookie of ours) |
+//! | `sessiondb_loads_total{outcome}` | counter | `hit`: a load found a live session; `miss`: a load found none (gone, expired); `forged`: a request carried a cookie of ours that does not verify, or several naming different sessions (counted when the cookie is read, load or not) |
 //! | `sessiondb_creates_total` | counter | new sessions stored (their first save, or a login) |
 //! | `sessiondb_saves_total` | counter | saves of stored sessions |
-//! | `sessiondb_save_conflicts_total` | counter | saves refused because another request stored the session first |
-//! | `sessiondb_destroys_total` | counter | sessions destroyed: logouts, revocations, log out everywhere |
+//! | `sessiondb_save_conflicts_total` | counter | writes that met a concurrent write of the same session (version conflicts; `update` and `save_merging` retry them, `save` returns them) |
+//! | `sessiondb_destroys_total` | counter | sessions destroyed: logouts, revocations, log out everywhere, the per-user limit |
 //! | `sessiondb_sweeps_total` | counter | sweeper passes |
 //! | `sessiondb_swept_total` | counter | expired sessions the sweeper deleted |
 //! | `sessiondb_sweep_errors_total` | counter | sweeper passes that failed |
@@ -44,7 +44,6 @@ pub(crate) struct Meter {
     loads_hit: AtomicU64,
     loads_miss: AtomicU64,
     loads_forged: AtomicU64,
-    loads_none: AtomicU64,
     creates: AtomicU64,
     saves: AtomicU64,
     save_conflicts: AtomicU64,
@@ -65,7 +64,6 @@ pub(crate) enum Load {
     Hit,
     Miss,
     Forged,
-    None,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -82,13 +80,112 @@ macro_rules! publish {
     };
 }
 
+/// Describes every metric (units and help texts, shown as `# HELP` by
+/// exporters that print them). Safe to call more than once; the engine
+/// calls it at open.
+pub fn describe() {
+    publish!({
+        use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+        describe_counter!(
+            "sessiondb_loads_total",
+            Unit::Count,
+            "Session loads by outcome: hit, miss; forged: cookies that do not verify"
+        );
+        describe_counter!(
+            "sessiondb_creates_total",
+            Unit::Count,
+            "New sessions stored (a first save, a login)"
+        );
+        describe_counter!(
+            "sessiondb_saves_total",
+            Unit::Count,
+            "Saves of stored sessions"
+        );
+        describe_counter!(
+            "sessiondb_save_conflicts_total",
+            Unit::Count,
+            "Writes that met a concurrent write of the same session"
+        );
+        describe_counter!(
+            "sessiondb_destroys_total",
+            Unit::Count,
+            "Sessions destroyed: logouts, revocations, log out everywhere"
+        );
+        describe_counter!("sessiondb_sweeps_total", Unit::Count, "Sweeper passes");
+        describe_counter!(
+            "sessiondb_swept_total",
+            Unit::Count,
+            "Expired sessions the sweeper deleted"
+        );
+        describe_counter!(
+            "sessiondb_sweep_errors_total",
+            Unit::Count,
+            "Sweeper passes that failed"
+        );
+        describe_counter!(
+            "sessiondb_commit_batches_total",
+            Unit::Count,
+            "Transactions the sled store's writer committed"
+        );
+        describe_histogram!(
+            "sessiondb_commit_batch_size",
+            Unit::Count,
+            "Writes per committed transaction"
+        );
+        describe_histogram!(
+            "sessiondb_commit_seconds",
+            Unit::Seconds,
+            "Time per committed transaction"
+        );
+        describe_counter!(
+            "sessiondb_flushes_total",
+            Unit::Count,
+            "Flushes to stable storage the engine waited for"
+        );
+        describe_histogram!(
+            "sessiondb_flush_seconds",
+            Unit::Seconds,
+            "Time per flush to stable storage"
+        );
+        describe_gauge!(
+            "sessiondb_write_queue_depth",
+            Unit::Count,
+            "Writes answered but not yet committed to sled"
+        );
+        describe_counter!(
+            "sessiondb_cache_hits_total",
+            Unit::Count,
+            "Loads the record cache answered"
+        );
+        describe_counter!(
+            "sessiondb_cache_misses_total",
+            Unit::Count,
+            "Loads that read sled"
+        );
+        describe_gauge!(
+            "sessiondb_poisoned",
+            Unit::Count,
+            "1 once a write could not be made durable (writes refused until restart)"
+        );
+    });
+}
+
 impl Meter {
+    /// A meter whose gauges are published at their starting values, so
+    /// an exporter shows them before the first event.
+    pub fn new() -> Self {
+        describe();
+        let meter = Self::default();
+        meter.queued(0);
+        meter.poisoned(false);
+        meter
+    }
+
     pub fn load(&self, outcome: Load) {
         let (counter, _label) = match outcome {
             Load::Hit => (&self.loads_hit, "hit"),
             Load::Miss => (&self.loads_miss, "miss"),
             Load::Forged => (&self.loads_forged, "forged"),
-            Load::None => (&self.loads_none, "none"),
         };
         counter.fetch_add(1, Ordering::Relaxed);
         publish!(::metrics::counter!("sessiondb_loads_total", "outcome" => _label).increment(1));
@@ -184,7 +281,6 @@ impl Meter {
             loads_hit: get(&self.loads_hit),
             loads_miss: get(&self.loads_miss),
             loads_forged: get(&self.loads_forged),
-            loads_none: get(&self.loads_none),
             creates: get(&self.creates),
             saves: get(&self.saves),
             save_conflicts: get(&self.save_conflicts),
@@ -208,6 +304,7 @@ impl Meter {
 ///
 /// [`Engine::metrics`]: crate::Engine::metrics
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct Metrics {
     /// Milliseconds since the engine opened.
@@ -216,18 +313,17 @@ pub struct Metrics {
     pub loads_hit: u64,
     /// Loads with a valid cookie whose session is gone or expired.
     pub loads_miss: u64,
-    /// Loads with a cookie of ours that does not verify, or with cookies
-    /// naming different sessions.
+    /// Requests with a cookie of ours that does not verify, or with
+    /// cookies naming different sessions.
     pub loads_forged: u64,
-    /// Loads with no cookie of ours.
-    pub loads_none: u64,
     /// Sessions stored for the first time (a first save, a login).
     pub creates: u64,
     /// Saves of stored sessions.
     pub saves: u64,
-    /// Saves refused because another request stored the session first.
+    /// Writes that met a concurrent write of the same session.
     pub save_conflicts: u64,
-    /// Sessions destroyed (logout, revoke, log out everywhere).
+    /// Sessions destroyed (logout, revoke, log out everywhere, the
+    /// per-user limit).
     pub destroys: u64,
     /// Sweeper passes completed.
     pub sweeps: u64,

@@ -13,14 +13,25 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
+use crate::metrics::Meter;
 
 /// Set once, never cleared; shared by the engine and its store.
 #[derive(Debug, Default)]
 pub(crate) struct Poison {
     cause: OnceLock<Arc<Error>>,
+    /// Told when it is set (the `sessiondb_poisoned` gauge).
+    meter: Option<Arc<Meter>>,
 }
 
 impl Poison {
+    /// A signal whose setting `meter` publishes.
+    pub fn watched_by(meter: Arc<Meter>) -> Self {
+        Self {
+            cause: OnceLock::new(),
+            meter: Some(meter),
+        }
+    }
+
     /// `Err(Poisoned)` once poisoned.
     pub fn check(&self) -> Result<()> {
         match self.cause.get() {
@@ -42,6 +53,9 @@ impl Poison {
             Error::Poisoned { cause } => self.cause.get_or_init(|| cause).clone(),
             other => self.cause.get_or_init(|| Arc::new(other)).clone(),
         };
+        if let Some(meter) = &self.meter {
+            meter.poisoned(true);
+        }
         Error::Poisoned { cause: kept }
     }
 }

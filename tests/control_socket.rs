@@ -282,9 +282,12 @@ fn silent_and_excess_clients_cost_bounded_time_and_never_stall_requests() {
             .expect("timeout");
         silent.push(BufReader::new(s));
     }
-    // One more is told it must wait.
+    // One more is told it must wait, also through the client (which
+    // reads the reason even when its greeting could not be sent).
     let mut extra = BufReader::new(UnixStream::connect(&path).expect("connect"));
     assert!(is_error_containing(reply(&mut extra), "busy"));
+    let err = Client::connect(dir.path()).expect_err("busy");
+    assert!(err.to_string().contains("busy"), "{err}");
     // The service's own requests do not wait for any of them.
     let mut s = engine.create().expect("create");
     s.insert("k", &1u8).expect("insert");
@@ -364,6 +367,68 @@ fn a_client_that_hangs_up_mid_reply_frees_its_slot() {
         std::thread::sleep(Duration::from_millis(20));
     }
     engine.close().expect("close");
+}
+
+/// A page is cut by the size of its JSON, keys and all, not by the
+/// values alone: records of many small values stay within a page's bound.
+#[test]
+fn a_page_of_records_is_bounded_by_its_size_on_the_wire() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::new(common::T0);
+    let engine =
+        Engine::open(dir.path(), config(&clock).max_session_bytes(96 * 1024)).expect("open");
+    // About 60 KiB of JSON per record, nearly all of it key names.
+    for _ in 0..200 {
+        let mut s = engine.create().expect("create");
+        for k in 0..1500u32 {
+            s.insert(&format!("cart:item:{k:08}"), &0u8)
+                .expect("insert");
+        }
+        engine.save(&mut s).expect("save");
+    }
+    let (mut s, mut r) = greeted(dir.path());
+    s.write_all(b"{\"op\":\"records\",\"after\":null,\"limit\":1000}\n")
+        .expect("send");
+    let mut line = String::new();
+    r.read_line(&mut line).expect("reply");
+    let bound = sessiondb::control::proto::PAGE_BYTES + 256 * 1024;
+    assert!(line.len() <= bound, "a page of {} bytes", line.len());
+    let Ok(Reply::Ok(serde_json::Value::Array(items))) = serde_json::from_str(&line) else {
+        panic!("not a page")
+    };
+    assert!(items.len() < 200, "cut short: {} records", items.len());
+    // Paging on still reaches every record.
+    let mut c = Client::connect(dir.path()).expect("connect");
+    let (mut n, mut after) = (0, None);
+    loop {
+        let page = c.records(after.as_ref(), 1000).expect("page");
+        let Some((last, _)) = page.last() else { break };
+        after = Some(*last);
+        n += page.len();
+    }
+    assert_eq!(n, 200);
+    drop(c);
+    engine.close().expect("close");
+}
+
+/// A socket that cannot be made costs the live tool, never the service.
+#[test]
+fn a_store_whose_socket_cannot_be_made_still_opens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::new(common::T0);
+    Engine::open(dir.path(), config(&clock))
+        .expect("open")
+        .close()
+        .expect("close");
+    // A directory where the socket goes: it cannot be removed or replaced.
+    std::fs::create_dir_all(dir.path().join(SOCKET).join("x")).expect("mkdir");
+    let engine = Engine::open(dir.path(), config(&clock)).expect("opens without a socket");
+    let mut s = engine.create().expect("create");
+    s.insert("k", &1u8).expect("insert");
+    engine.save(&mut s).expect("serves");
+    assert!(Client::connect(dir.path()).is_err());
+    engine.close().expect("close");
+    assert!(dir.path().join(SOCKET).join("x").exists(), "left alone");
 }
 
 #[test]

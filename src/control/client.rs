@@ -31,6 +31,20 @@ pub struct Client {
     path: PathBuf,
     welcome: Welcome,
     buf: Vec<u8>,
+    /// Set by any failure other than the engine's own error: what is left
+    /// in the stream is not the next reply, so the connection is done.
+    broken: bool,
+}
+
+/// How long the engine may take to answer the greeting.
+const WELCOME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A reply, decoded straight into what was asked for.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Typed<T> {
+    Ok(T),
+    Error(String),
 }
 
 impl Client {
@@ -62,9 +76,19 @@ impl Client {
                 pid: 0,
             },
             buf: Vec::new(),
+            broken: false,
         };
-        client.send(&Hello::current())?;
-        let line = client.line()?;
+        let _ = client
+            .reader
+            .get_ref()
+            .set_read_timeout(Some(WELCOME_TIMEOUT));
+        // An engine that refuses (busy, not allowed) may hang up before it
+        // reads the greeting: its reason is still there to read.
+        let sent = client.send(&Hello::current());
+        let line = match (sent, client.line()) {
+            (_, Ok(line)) => line,
+            (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(e),
+        };
         client.welcome = match serde_json::from_slice::<Welcome>(line) {
             Ok(w) => w,
             Err(_) => {
@@ -75,6 +99,9 @@ impl Client {
                 return Err(client.failed(why));
             }
         };
+        // Commands may take long (a check of millions of sessions): no
+        // timeout on their replies.
+        let _ = client.reader.get_ref().set_read_timeout(None);
         Ok(client)
     }
 
@@ -84,7 +111,8 @@ impl Client {
         &self.welcome
     }
 
-    fn failed(&self, reason: impl Into<String>) -> Error {
+    fn failed(&mut self, reason: impl Into<String>) -> Error {
+        self.broken = true;
         Error::Control {
             path: self.path.clone(),
             reason: reason.into(),
@@ -100,7 +128,10 @@ impl Client {
             .map_err(std::io::Error::from)
             .and_then(|()| self.writer.write_all(b"\n"))
             .and_then(|()| self.writer.flush());
-        sent.map_err(io)
+        sent.map_err(|e| {
+            self.broken = true;
+            io(e)
+        })
     }
 
     fn line(&mut self) -> Result<&[u8]> {
@@ -109,23 +140,33 @@ impl Client {
             Ok(Line::Whole) => Ok(&self.buf),
             Ok(Line::End) => Err(self.failed("the engine closed the connection")),
             Ok(Line::TooLong) => Err(self.failed("a reply longer than the protocol allows")),
-            Err(source) => Err(Error::Io {
-                path: self.path.clone(),
-                source,
-            }),
+            Err(source) => {
+                self.broken = true;
+                Err(Error::Io {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
         }
     }
 
     /// Sends `request` and returns the engine's reply, decoded as `T`.
+    ///
+    /// After any failure but the engine's own error ([`Error::Remote`]),
+    /// the connection is not used again: every later call fails.
     pub fn call<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T> {
+        if self.broken {
+            return Err(Error::Control {
+                path: self.path.clone(),
+                reason: "the connection failed earlier; connect again".into(),
+            });
+        }
         self.send(request)?;
-        let reply: Reply = serde_json::from_slice(self.line()?)
-            .map_err(|e| self.failed(format!("an unreadable reply: {e}")))?;
+        let reply = serde_json::from_slice::<Typed<T>>(self.line()?);
         match reply {
-            Reply::Ok(v) => {
-                serde_json::from_value(v).map_err(|e| self.failed(format!("an odd reply: {e}")))
-            }
-            Reply::Error(message) => Err(Error::Remote { message }),
+            Ok(Typed::Ok(v)) => Ok(v),
+            Ok(Typed::Error(message)) => Err(Error::Remote { message }),
+            Err(e) => Err(self.failed(format!("an unreadable reply: {e}"))),
         }
     }
 

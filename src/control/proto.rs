@@ -67,8 +67,12 @@ pub struct Welcome {
 }
 
 /// What a client asks, one JSON object per line, named by `op`.
+///
+/// Read through [`RawRequest`], a plain struct that refuses unknown fields,
+/// so that no part of a request is buffered on the way (serde buffers the
+/// whole object of an internally tagged enum first).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", try_from = "RawRequest")]
 #[non_exhaustive]
 pub enum Request {
     /// [`Stats`] and [`Metrics`]: a [`StatsReply`].
@@ -116,6 +120,74 @@ pub enum Request {
         /// The record.
         record: WireRecord,
     },
+}
+
+/// Every field any request has, read in one pass.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequest {
+    op: String,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    record: Option<WireRecord>,
+}
+
+impl TryFrom<RawRequest> for Request {
+    type Error = String;
+
+    fn try_from(r: RawRequest) -> Result<Self, String> {
+        let op = r.op.as_str();
+        let need =
+            |v: Option<String>, field: &str| v.ok_or_else(|| format!("`{op}` needs `{field}`"));
+        let takes = |present: bool, field: &str, ops: &[&str]| match present && !ops.contains(&op) {
+            true => Err(format!("`{op}` takes no `{field}`")),
+            false => Ok(()),
+        };
+        takes(r.after.is_some(), "after", &["records"])?;
+        takes(r.limit.is_some(), "limit", &["records"])?;
+        takes(r.id.is_some(), "id", &["record", "destroy_id"])?;
+        takes(r.user.is_some(), "user", &["sessions_of", "destroy_user"])?;
+        takes(r.record.is_some(), "record", &["import"])?;
+        Ok(match op {
+            "stats" => Self::Stats,
+            "metrics" => Self::Metrics,
+            "records" => Self::Records {
+                after: r.after,
+                limit: r.limit.ok_or("`records` needs `limit`")?,
+            },
+            "record" => Self::Record {
+                id: need(r.id, "id")?,
+            },
+            "sessions_of" => Self::SessionsOf {
+                user: need(r.user, "user")?,
+            },
+            "destroy_user" => Self::DestroyUser {
+                user: need(r.user, "user")?,
+            },
+            "destroy_id" => Self::DestroyId {
+                id: need(r.id, "id")?,
+            },
+            "sweep" => Self::Sweep,
+            "check" => Self::Check,
+            "repair" => Self::Repair,
+            "import" => Self::Import {
+                record: r.record.ok_or("`import` needs `record`")?,
+            },
+            other => {
+                return Err(format!(
+                    "unknown op {:?}",
+                    other.chars().take(32).collect::<String>()
+                ));
+            }
+        })
+    }
 }
 
 /// The engine's answer to a request: `{"ok": ...}` or `{"error": "..."}`.
@@ -252,11 +324,15 @@ impl InfoItem {
     }
 }
 
-/// The reply to [`Request::Repair`]: violations as text.
+/// The reply to [`Request::Repair`]: violations as text (at most 10,000
+/// of each, and a line counting the rest).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct RepairReply {
     /// The violations mended.
     pub fixed: Vec<String>,
+    /// How many were mended.
+    pub fixed_count: u64,
     /// Records in quarantine afterwards.
     pub quarantined: u64,
     /// What a check still finds.
@@ -319,7 +395,7 @@ pub fn read_line(
     buf.clear();
     let n = reader
         .by_ref()
-        .take(limit as u64 + 1)
+        .take((limit as u64).saturating_add(1))
         .read_until(b'\n', buf)?;
     if buf.last() == Some(&b'\n') {
         buf.pop();
@@ -382,6 +458,10 @@ mod tests {
             b"{\"op\":\"records\",\"limit\":-1}",
             b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
             b"\xff\xfe",
+            b"{\"op\":\"stats\",\"padding\":[0,0,0,0]}",
+            b"{\"op\":\"stats\",\"user\":\"alice\"}",
+            b"{\"op\":\"destroy_user\"}",
+            b"{\"op\":\"records\",\"after\":null}",
         ] {
             let e = parse_request(bad).expect_err("refused");
             assert!(e.starts_with("bad request"), "{e}");

@@ -2,16 +2,17 @@
 //! thread per connection (at most [`MAX_CONNECTIONS`]), each answering
 //! requests through a handle on the engine that never closes it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write as _};
-use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use rustix::fs::{AtFlags, Mode};
 
 use super::proto::{
     self, Hello, InfoItem, Line, MAX_PAGE, MAX_REQUEST_LINE, PAGE_BYTES, RecordItem, RepairReply,
@@ -24,18 +25,23 @@ use crate::error::{Error, Result};
 /// Connections served at once; one more is told `busy` and closed.
 pub const MAX_CONNECTIONS: usize = 8;
 
-/// The longest a client may take to send its greeting.
+/// The longest a client may take to send its whole greeting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The longest one reply may take to write: a client that stops reading
-/// mid-export loses its connection after this, and frees its thread.
+/// The longest one whole reply may take to write: a client that stops
+/// reading mid-export loses its connection after this, and frees its slot.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How often the acceptor looks whether it should stop.
-const ACCEPT_POLL: Duration = Duration::from_millis(100);
+/// How long the acceptor waits after a failed `accept` (out of
+/// descriptors, say) before it tries again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// Records read from the store at a time while filling a page.
 const SUB_PAGE: usize = 100;
+
+/// The most violations one `check` or `repair` reply lists; past it, a
+/// last line says how many more there are.
+pub const MAX_VIOLATIONS: usize = 10_000;
 
 /// Whether a peer with user id `peer` may use the engine of user `own`:
 /// the same user, or root.
@@ -58,50 +64,81 @@ impl Connections {
     }
 }
 
+/// Takes a connection off the list when dropped: declared before the
+/// connection's engine handle and stream, so it runs after both are gone.
+struct Finished(Arc<Connections>, u64);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.lock().remove(&self.1);
+        self.0.ended.notify_all();
+    }
+}
+
 /// A running control socket; [`stop`](Self::stop) ends it.
 #[derive(Debug)]
 pub(crate) struct Server {
     stop: Arc<AtomicBool>,
+    /// Written to at stop: wakes the acceptor from its `poll`.
+    wake: std::os::fd::OwnedFd,
     acceptor: Option<JoinHandle<()>>,
     connections: Arc<Connections>,
-    /// The socket's path, and its inode, to remove it only if it is still
-    /// ours.
-    path: PathBuf,
-    ino: u64,
+    /// The store's directory, open: every name is handled relative to it.
+    dir: File,
+    /// The socket's device and inode, to remove it only if it is ours.
+    dev_ino: (u64, u64),
+}
+
+/// A file's device and inode (their types differ between platforms).
+#[allow(clippy::unnecessary_cast)]
+fn dev_ino(s: &rustix::fs::Stat) -> (u64, u64) {
+    (s.st_dev as u64, s.st_ino as u64)
+}
+
+fn io_at(dir: &Path, name: &str) -> impl FnOnce(std::io::Error) -> Error {
+    let path = dir.join(name);
+    move |source| Error::Io { path, source }
 }
 
 impl Server {
-    /// Listens on `dir/control.sock`, replacing a stale one: the caller
-    /// holds the store's lock, so no live engine owns a socket there.
+    /// Listens on `dir/control.sock`. Whatever is there is stale: the
+    /// caller holds the store's lock, so no live engine owns a socket
+    /// there. So are temporary names a crash left behind.
     pub fn start(dir: &Path, engine: &Engine) -> Result<Self> {
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| Error::Io { path, source }
-        };
-        let path = dir.join(SOCKET);
-        let tmp = dir.join(format!("{SOCKET}.{}.tmp", std::process::id()));
-        let handle = File::open(dir).map_err(io(dir))?;
-        for stale in [&path, &tmp] {
-            match std::fs::remove_file(stale) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(stale)(e)),
-                _ => {}
+        let handle = File::open(dir).map_err(|source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name == SOCKET || (name.starts_with(SOCKET) && name.ends_with(".tmp")) {
+                rustix::fs::unlinkat(&handle, name.as_ref(), AtFlags::empty())
+                    .map_err(|e| io_at(dir, &name)(e.into()))?;
             }
         }
-        // Bound under a temporary name, made owner-only, then renamed into
-        // place: nobody can connect in between with a laxer mode.
-        let listener = UnixListener::bind(addressable(&handle, &tmp)).map_err(io(&tmp))?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        let ino = std::fs::symlink_metadata(&path).map_err(io(&path))?.ino();
-        listener.set_nonblocking(true).map_err(io(&path))?;
+        let tmp = format!("{SOCKET}.{}.tmp", std::process::id());
+        let listener = match Self::bind(dir, &handle, &tmp) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(&handle, tmp.as_str(), AtFlags::empty());
+                return Err(e);
+            }
+        };
+        let stat = rustix::fs::statat(&handle, SOCKET, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io_at(dir, SOCKET)(e.into()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(Connections::default());
+        let (woken, wake) = rustix::pipe::pipe().map_err(|e| io_at(dir, SOCKET)(e.into()))?;
         let acceptor = {
             let (stop, connections, engine) = (stop.clone(), connections.clone(), engine.view());
-            let idle = engine.control_idle();
             std::thread::Builder::new()
                 .name("sessiondb-ctl".into())
-                .spawn(move || accept_loop(&listener, &stop, &connections, &engine, idle))
+                .spawn(move || accept_loop(&listener, &woken, &stop, &connections, &engine))
                 .map_err(|source| Error::Thread {
                     name: "sessiondb-ctl",
                     source,
@@ -109,18 +146,37 @@ impl Server {
         };
         Ok(Self {
             stop,
+            wake,
             acceptor: Some(acceptor),
             connections,
-            path,
-            ino,
+            dir: handle,
+            dev_ino: dev_ino(&stat),
         })
     }
 
-    /// Stops accepting, ends every connection (a command in progress
-    /// finishes first: its reply fails), waits for their threads, and
-    /// removes the socket.
+    /// Binds under the temporary name `tmp`, makes it owner-only, and only
+    /// then renames it into place: nobody connects in between with a laxer
+    /// mode.
+    fn bind(dir: &Path, handle: &File, tmp: &str) -> Result<UnixListener> {
+        let listener = UnixListener::bind(addressable(handle, &dir.join(tmp)))
+            .map_err(|e| io_at(dir, tmp)(e))?;
+        rustix::fs::chmodat(handle, tmp, Mode::from_raw_mode(0o600), AtFlags::empty())
+            .map_err(|e| io_at(dir, tmp)(e.into()))?;
+        rustix::fs::renameat(handle, tmp, handle, SOCKET)
+            .map_err(|e| io_at(dir, SOCKET)(e.into()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| io_at(dir, SOCKET)(e))?;
+        Ok(listener)
+    }
+
+    /// Stops accepting, ends every connection and waits for their threads,
+    /// and removes the socket. A command in progress stops at its next
+    /// step (a page, a batch, a fix); a walk of the whole store (`check`)
+    /// runs to its end first.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        let _ = rustix::io::write(&self.wake, b"!");
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
         }
@@ -136,43 +192,43 @@ impl Server {
                 .unwrap_or_else(|e| e.into_inner());
         }
         drop(live);
-        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.ino) {
-            let _ = std::fs::remove_file(&self.path);
+        let ours = rustix::fs::statat(&self.dir, SOCKET, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|s| dev_ino(&s) == self.dev_ino);
+        if ours {
+            let _ = rustix::fs::unlinkat(&self.dir, SOCKET, AtFlags::empty());
         }
     }
 }
 
 fn accept_loop(
     listener: &UnixListener,
-    stop: &AtomicBool,
+    woken: &std::os::fd::OwnedFd,
+    stop: &Arc<AtomicBool>,
     connections: &Arc<Connections>,
     engine: &Engine,
-    idle: Duration,
 ) {
     while !stop.load(Ordering::SeqCst) {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let mut fds = [rustix::event::PollFd::new(
-                    listener,
-                    rustix::event::PollFlags::IN,
-                )];
-                let timeout = rustix::event::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: ACCEPT_POLL.as_nanos() as _,
-                };
-                let _ = rustix::event::poll(&mut fds, Some(&timeout));
+                // Until a client comes, or `stop` writes to the pipe.
+                let mut fds = [
+                    rustix::event::PollFd::new(listener, rustix::event::PollFlags::IN),
+                    rustix::event::PollFd::new(woken, rustix::event::PollFlags::IN),
+                ];
+                let _ = rustix::event::poll(&mut fds, None);
                 continue;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => {
                 // Out of descriptors, or the like: wait, do not spin.
-                std::thread::sleep(ACCEPT_POLL);
+                std::thread::sleep(ACCEPT_RETRY);
                 continue;
             }
         };
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        if stream.set_nonblocking(false).is_err() {
+            continue;
+        }
         if let Err(why) = peer_allowed(&stream) {
             refuse(&stream, &why);
             continue;
@@ -189,20 +245,24 @@ fn accept_loop(
         let id = connections.next.fetch_add(1, Ordering::Relaxed);
         live.insert(id, registered);
         drop(live);
-        let (connections_, engine) = (connections.clone(), engine.view());
+        let finished = Finished(connections.clone(), id);
+        let (engine, stop) = (engine.view(), stop.clone());
         let spawned = std::thread::Builder::new()
             .name("sessiondb-ctl-c".into())
             .spawn(move || {
+                // Dropped in reverse: the handle and the stream go first,
+                // then the connection is off the list.
+                let finished = finished;
+                let (stream, engine, stop) = (stream, engine, stop);
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    serve(&stream, &engine, idle)
+                    serve_until(&stream, &engine, &|| !stop.load(Ordering::SeqCst))
                 }));
-                connections_.lock().remove(&id);
-                connections_.ended.notify_all();
+                drop((engine, stream, stop));
+                drop(finished);
             });
-        if spawned.is_err() {
-            connections.lock().remove(&id);
-            connections.ended.notify_all();
-        }
+        // A thread that could not start dropped its closure, and with it
+        // its `Finished`.
+        let _ = spawned;
     }
 }
 
@@ -228,31 +288,94 @@ fn peer_allowed(stream: &UnixStream) -> std::result::Result<(), String> {
     }
 }
 
+/// Tells a client why it is not served, without waiting for it.
 fn refuse(stream: &UnixStream, why: &str) {
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let _ = write_line(&mut BufWriter::new(stream), &Reply::Error(why.to_owned()));
+    let mut out = BufWriter::new(Timed::new(stream, Duration::from_secs(1)));
+    let _ = write_reply(&mut out, &Reply::Error(why.to_owned()));
 }
 
-fn write_line(out: &mut BufWriter<&UnixStream>, v: &impl serde::Serialize) -> std::io::Result<()> {
+/// The stream, read and written against a deadline for a whole line or
+/// reply (the socket's own timeouts restart at every byte), and written
+/// without `SIGPIPE` should the peer be gone.
+struct Timed<'a> {
+    stream: &'a UnixStream,
+    deadline: Instant,
+}
+
+impl<'a> Timed<'a> {
+    fn new(stream: &'a UnixStream, within: Duration) -> Self {
+        Self {
+            stream,
+            deadline: Instant::now() + within,
+        }
+    }
+
+    /// The time left, or `TimedOut`.
+    fn left(&self) -> std::io::Result<Duration> {
+        match self.deadline.checked_duration_since(Instant::now()) {
+            Some(d) if !d.is_zero() => Ok(d),
+            _ => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&*self.stream).read(buf)
+    }
+}
+
+impl Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        Ok(rustix::net::send(
+            self.stream,
+            buf,
+            rustix::net::SendFlags::NOSIGNAL,
+        )?)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn write_reply(out: &mut BufWriter<Timed<'_>>, v: &impl serde::Serialize) -> std::io::Result<()> {
+    out.get_mut().deadline = Instant::now() + WRITE_TIMEOUT;
     serde_json::to_writer(&mut *out, v)?;
     out.write_all(b"\n")?;
     out.flush()
 }
 
+/// Writes `{"ok":PAYLOAD}` where `payload` is JSON already.
+fn write_ok(out: &mut BufWriter<Timed<'_>>, payload: &[u8]) -> std::io::Result<()> {
+    out.get_mut().deadline = Instant::now() + WRITE_TIMEOUT;
+    out.write_all(b"{\"ok\":")?;
+    out.write_all(payload)?;
+    out.write_all(b"}\n")?;
+    out.flush()
+}
+
 /// One connection: the greeting, then requests until the client closes,
-/// goes quiet for `idle`, sends something unreadable, or the engine stops.
-pub(crate) fn serve(stream: &UnixStream, engine: &Engine, idle: Duration) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream);
-    let mut out = BufWriter::new(stream);
+/// goes quiet for `idle`, sends something unreadable, or the engine stops
+/// (`keep_going` says no).
+pub(crate) fn serve_until(
+    stream: &UnixStream,
+    engine: &Engine,
+    keep_going: &dyn Fn() -> bool,
+) -> std::io::Result<()> {
+    let idle = engine.control_idle();
+    let mut reader = BufReader::new(Timed::new(stream, HELLO_TIMEOUT.min(idle)));
+    let mut out = BufWriter::new(Timed::new(stream, WRITE_TIMEOUT));
     let mut buf = Vec::new();
-    stream.set_read_timeout(Some(HELLO_TIMEOUT.min(idle)))?;
     if proto::read_line(&mut reader, &mut buf, MAX_REQUEST_LINE)? != Line::Whole {
-        return write_line(&mut out, &Reply::Error("expected a greeting line".into()));
+        return write_reply(&mut out, &Reply::Error("expected a greeting line".into()));
     }
     match serde_json::from_slice::<Hello>(&buf) {
         Ok(h) if h.sessiondb == "control" && h.version == VERSION => {}
         Ok(h) if h.sessiondb == "control" => {
-            return write_line(
+            return write_reply(
                 &mut out,
                 &Reply::Error(format!(
                     "unsupported control protocol version {}; this engine speaks {VERSION}",
@@ -261,13 +384,13 @@ pub(crate) fn serve(stream: &UnixStream, engine: &Engine, idle: Duration) -> std
             );
         }
         _ => {
-            return write_line(
+            return write_reply(
                 &mut out,
                 &Reply::Error("not a sessiondb control greeting".into()),
             );
         }
     }
-    write_line(
+    write_reply(
         &mut out,
         &Welcome {
             sessiondb: "control".into(),
@@ -276,13 +399,13 @@ pub(crate) fn serve(stream: &UnixStream, engine: &Engine, idle: Duration) -> std
             pid: std::process::id(),
         },
     )?;
-    stream.set_read_timeout(Some(idle))?;
     loop {
+        reader.get_mut().deadline = Instant::now() + idle;
         match proto::read_line(&mut reader, &mut buf, MAX_REQUEST_LINE)? {
             Line::Whole => {}
             Line::End => return Ok(()),
             Line::TooLong => {
-                return write_line(
+                return write_reply(
                     &mut out,
                     &Reply::Error(format!(
                         "request longer than {MAX_REQUEST_LINE} bytes; closing"
@@ -292,32 +415,50 @@ pub(crate) fn serve(stream: &UnixStream, engine: &Engine, idle: Duration) -> std
         }
         let request = match proto::parse_request(&buf) {
             Ok(r) => r,
-            Err(why) => return write_line(&mut out, &Reply::Error(why)),
+            Err(why) => return write_reply(&mut out, &Reply::Error(why)),
         };
-        let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            answer(engine, request)
-        })) {
-            Ok(Ok(value)) => Reply::Ok(value),
-            Ok(Err(e)) => Reply::Error(e.to_string()),
-            Err(panic) => Reply::Error(format!(
-                "the engine panicked: {}",
-                panic_message(panic.as_ref())
-            )),
-        };
-        write_line(&mut out, &reply)?;
+        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            answer(engine, request, keep_going)
+        }));
+        match answered {
+            Ok(Ok(payload)) => write_ok(&mut out, &payload)?,
+            Ok(Err(e)) => write_reply(&mut out, &Reply::Error(e.to_string()))?,
+            Err(panic) => write_reply(
+                &mut out,
+                &Reply::Error(format!(
+                    "the engine panicked: {}",
+                    panic_message(panic.as_ref())
+                )),
+            )?,
+        }
     }
 }
 
-fn json(v: impl serde::Serialize) -> Result<serde_json::Value> {
-    serde_json::to_value(v).map_err(|e| Error::Storage(Box::new(e)))
+fn json(v: impl serde::Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec(&v).map_err(|e| Error::Storage(Box::new(e)))
 }
 
 fn id_of(text: &str) -> Result<crate::SessionId> {
     proto::parse_id(text).map_err(|message| Error::Remote { message })
 }
 
-/// Runs one request inside the engine.
-fn answer(engine: &Engine, request: Request) -> Result<serde_json::Value> {
+/// Violations as text, at most [`MAX_VIOLATIONS`] of them and a line that
+/// counts the rest.
+fn listed(all: impl ExactSizeIterator<Item = String>) -> Vec<String> {
+    let n = all.len();
+    let mut out: Vec<String> = all.take(MAX_VIOLATIONS).collect();
+    if n > MAX_VIOLATIONS {
+        out.push(format!(
+            "... and {} more (the control socket lists {MAX_VIOLATIONS}; run check on the \
+             stopped store for all)",
+            n - MAX_VIOLATIONS
+        ));
+    }
+    out
+}
+
+/// Runs one request inside the engine; returns the reply's JSON.
+fn answer(engine: &Engine, request: Request, keep_going: &dyn Fn() -> bool) -> Result<Vec<u8>> {
     let admin = engine.admin();
     match request {
         Request::Stats => json(StatsReply {
@@ -327,7 +468,7 @@ fn answer(engine: &Engine, request: Request) -> Result<serde_json::Value> {
         Request::Metrics => json(engine.metrics()),
         Request::Records { after, limit } => {
             let after = after.as_deref().map(id_of).transpose()?;
-            json(records_page(engine, after, limit.min(MAX_PAGE))?)
+            records_page(engine, after, limit.min(MAX_PAGE), keep_going)
         }
         Request::Record { id } => json(admin.record(&id_of(&id)?)?.as_ref().map(WireRecord::from)),
         Request::SessionsOf { user } => json(
@@ -339,30 +480,34 @@ fn answer(engine: &Engine, request: Request) -> Result<serde_json::Value> {
         ),
         Request::DestroyUser { user } => json(engine.destroy_user(&user, None)?),
         Request::DestroyId { id } => json(engine.destroy_id(&id_of(&id)?)?),
-        Request::Sweep => json(admin.sweep_now()?),
+        Request::Sweep => json(admin.sweep_while(keep_going)?),
         Request::Check => {
             // The walk takes no snapshot: a write in flight can show as a
             // violation for a moment. Only what a second walk, after the
             // queue is applied, finds again is reported.
-            let first = admin.check()?;
+            let first: HashSet<String> = admin.check()?.iter().map(ToString::to_string).collect();
             if first.is_empty() {
                 return json(Vec::<String>::new());
+            }
+            if !keep_going() {
+                return Err(Error::Closed);
             }
             engine.flush()?;
             let confirmed: Vec<String> = admin
                 .check()?
-                .into_iter()
+                .iter()
+                .map(ToString::to_string)
                 .filter(|v| first.contains(v))
-                .map(|v| v.to_string())
                 .collect();
-            json(confirmed)
+            json(listed(confirmed.into_iter()))
         }
         Request::Repair => {
-            let r = admin.repair()?;
+            let r = admin.repair_while(keep_going)?;
             json(RepairReply {
-                fixed: r.fixed.iter().map(ToString::to_string).collect(),
+                fixed: listed(r.fixed.iter().map(ToString::to_string)),
+                fixed_count: r.fixed.len() as u64,
                 quarantined: r.quarantined,
-                remaining: r.remaining.iter().map(ToString::to_string).collect(),
+                remaining: listed(r.remaining.iter().map(ToString::to_string)),
             })
         }
         Request::Import { record } => {
@@ -374,44 +519,51 @@ fn answer(engine: &Engine, request: Request) -> Result<serde_json::Value> {
     }
 }
 
-/// Up to `limit` records after `after`, read a sub-page at a time and cut
-/// once their values pass [`PAGE_BYTES`].
+/// Up to `limit` records after `after`, as the JSON of a list of
+/// [`RecordItem`], read a sub-page at a time and cut once the JSON passes
+/// [`PAGE_BYTES`]: a page holds at most that plus one record.
 fn records_page(
     engine: &Engine,
     mut after: Option<crate::SessionId>,
     limit: usize,
-) -> Result<Vec<RecordItem>> {
-    let mut items = Vec::new();
-    let mut bytes = 0usize;
-    while items.len() < limit && bytes < PAGE_BYTES {
+    keep_going: &dyn Fn() -> bool,
+) -> Result<Vec<u8>> {
+    let mut out = b"[".to_vec();
+    let mut n = 0usize;
+    'pages: while n < limit && out.len() < PAGE_BYTES {
+        if !keep_going() {
+            return Err(Error::Closed);
+        }
         let page = engine
             .admin()
-            .records(after.as_ref(), SUB_PAGE.min(limit - items.len()))?;
+            .records(after.as_ref(), SUB_PAGE.min(limit - n))?;
         let Some((last, _)) = page.last() else { break };
         after = Some(*last);
         for (id, r) in page {
             let item = match r {
-                Ok(r) => {
-                    bytes += r.data.values().map(Vec::len).sum::<usize>() + 256;
-                    RecordItem {
-                        id: id.to_base64(),
-                        record: Some(WireRecord::from(&r)),
-                        error: None,
-                    }
-                }
+                Ok(r) => RecordItem {
+                    id: id.to_base64(),
+                    record: Some(WireRecord::from(&r)),
+                    error: None,
+                },
                 Err(e) => RecordItem {
                     id: id.to_base64(),
                     record: None,
                     error: Some(e.to_string()),
                 },
             };
-            items.push(item);
-            if bytes >= PAGE_BYTES {
-                break;
+            if n > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, &item).map_err(|e| Error::Storage(Box::new(e)))?;
+            n += 1;
+            if out.len() >= PAGE_BYTES {
+                break 'pages;
             }
         }
     }
-    Ok(items)
+    out.push(b']');
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -426,5 +578,14 @@ mod tests {
         assert!(!may_connect(1001, 1000));
         assert!(!may_connect(1000, 0), "only root may use root's engine");
         assert!(!may_connect(65534, 0));
+    }
+
+    #[test]
+    fn long_violation_lists_are_cut_and_counted() {
+        let short = listed((0..3).map(|i| i.to_string()));
+        assert_eq!(short, ["0", "1", "2"]);
+        let long = listed((0..MAX_VIOLATIONS + 5).map(|i| i.to_string()));
+        assert_eq!(long.len(), MAX_VIOLATIONS + 1);
+        assert!(long[MAX_VIOLATIONS].contains("and 5 more"), "{long:?}");
     }
 }

@@ -43,6 +43,7 @@ pub struct Recovery {
 
 /// Numbers for operators; see [`Admin::stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct Stats {
     /// Stored sessions that have not expired.
@@ -195,6 +196,12 @@ impl<'e> Admin<'e> {
     /// quarantine orphans its index entries, so it runs check and fix until
     /// nothing changes (at most four rounds).
     pub fn repair(&self) -> Result<RepairReport> {
+        self.repair_while(&|| true)
+    }
+
+    /// [`repair`](Self::repair), stopping with [`Error::Closed`] between
+    /// two fixes once `keep_going` says no (the engine is closing).
+    pub(crate) fn repair_while(&self, keep_going: &dyn Fn() -> bool) -> Result<RepairReport> {
         self.engine.shared.poison.check()?;
         let store = self.store("repair")?;
         let mut report = RepairReport::default();
@@ -202,6 +209,9 @@ impl<'e> Admin<'e> {
             let found = self.check()?;
             let mut changed = false;
             for v in found {
+                if !keep_going() {
+                    return Err(Error::Closed);
+                }
                 if store.fix(&v)? {
                     report.fixed.push(v);
                     changed = true;
@@ -337,5 +347,11 @@ impl<'e> Admin<'e> {
     /// Runs one sweeper pass now; returns how many sessions it deleted.
     pub fn sweep_now(&self) -> Result<u64> {
         self.engine.shared.sweep()
+    }
+
+    /// [`sweep_now`](Self::sweep_now), stopping with [`Error::Closed`]
+    /// between two batches once `keep_going` says no.
+    pub(crate) fn sweep_while(&self, keep_going: &dyn Fn() -> bool) -> Result<u64> {
+        self.engine.shared.sweep_while(keep_going)
     }
 }

@@ -145,7 +145,8 @@ impl Engine {
                 // the user's index may have passed the new id's place before
                 // the rename landed: it wins.
                 self.revoke_session(&next.id, now)?;
-                shared.backend.delete(&next.id)?;
+                let gone = shared.backend.delete(&next.id)?;
+                shared.meter.destroyed(u64::from(gone));
                 shared.after_write(Wait::Always)?;
                 return Err(Error::Gone {
                     id_hint: from.id.hint(),

@@ -110,27 +110,35 @@ impl Shared {
 
     /// Waits until write `seq` is durable, flushing if no one else is.
     fn wait_durable(&self, seq: u64) -> Result<()> {
-        let result = self.commit.wait_durable(seq, || {
+        self.commit.wait_durable(seq, || {
             let started = std::time::Instant::now();
             let flushed = self.backend.flush();
             self.meter.flushed(started.elapsed());
             flushed
-        });
-        if result.is_err() {
-            self.meter.poisoned(self.poison.is_set());
-        }
-        result
+        })
     }
 
     /// One sweeper pass, as of now; its deletions never wait for the disk.
     fn sweep(&self) -> Result<u64> {
+        self.sweep_while(&|| true)
+    }
+
+    /// [`sweep`](Self::sweep), giving up between batches once
+    /// `keep_going` says no.
+    fn sweep_while(&self, keep_going: &dyn Fn() -> bool) -> Result<u64> {
         let swept = sweeper::pass(
             self.backend.as_ref(),
             self.now(),
             self.settings.sweep_batch,
             &self.sweep_counters,
-            || self.after_write(Wait::Never),
+            || match keep_going() {
+                true => self.after_write(Wait::Never),
+                false => Err(Error::Closed),
+            },
         );
+        if swept.is_err() {
+            self.sweep_counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
         self.meter.swept(swept.as_ref().map(|n| *n).map_err(|_| ()));
         swept
     }
@@ -211,8 +219,8 @@ impl Engine {
     /// and [`Error::InvalidConfig`] for settings out of range.
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
         let s = config.validate()?;
-        let poison = Arc::new(Poison::default());
-        let meter = Arc::new(Meter::default());
+        let meter = Arc::new(Meter::new());
+        let poison = Arc::new(Poison::watched_by(meter.clone()));
         let backend = SledBackend::open_with(
             dir.as_ref(),
             SledOptions {
@@ -258,10 +266,20 @@ impl Engine {
             }
         }
         engine.start_sweeper()?;
+        // Without its control socket the service still serves: operators
+        // lose the live tool, which the warning says.
         #[cfg(unix)]
         if engine.shared.settings.control {
-            let server = crate::control::Server::start(dir.as_ref(), &engine)?;
-            *engine.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
+            match crate::control::Server::start(dir.as_ref(), &engine) {
+                Ok(server) => {
+                    *engine.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
+                }
+                Err(e) => tracing::warn!(
+                    store = %dir.as_ref().display(),
+                    error = %e,
+                    "no control socket: the sessiondb tool cannot reach this running engine"
+                ),
+            }
         }
         Ok(engine)
     }
@@ -326,11 +344,12 @@ impl Engine {
     /// # Ok::<(), sessiondb::Error>(())
     /// ```
     pub fn with_backend(backend: impl Backend, config: Config) -> Result<Self> {
+        let meter = Arc::new(Meter::new());
         let engine = Self::new(
             Box::new(backend),
             config.validate()?,
-            Arc::default(),
-            Arc::default(),
+            Arc::new(Poison::watched_by(meter.clone())),
+            meter,
         )?;
         engine.start_sweeper()?;
         Ok(engine)
@@ -376,8 +395,7 @@ impl Engine {
             return Ok(());
         }
         let pass = self.shared.clone();
-        let counters = self.shared.sweep_counters.clone();
-        let sweeper = Sweeper::spawn(settings.sweep_interval, counters, move || pass.sweep())?;
+        let sweeper = Sweeper::spawn(settings.sweep_interval, move || pass.sweep())?;
         *self.sweeper.lock().unwrap_or_else(|e| e.into_inner()) = Some(sweeper);
         Ok(())
     }
@@ -412,9 +430,11 @@ impl Engine {
             .cookie
             .lookup_counting(&self.shared.settings.ring, cookie_headers);
         match lookup {
-            Lookup::Found(_) => {}
-            Lookup::Missing if !failed => self.shared.meter.load(Load::None),
-            Lookup::Missing | Lookup::Ambiguous => self.shared.meter.load(Load::Forged),
+            // A cookie that fails to verify is counted when it is seen,
+            // whether or not the request goes on to load a session.
+            Lookup::Missing if failed => self.shared.meter.load(Load::Forged),
+            Lookup::Ambiguous => self.shared.meter.load(Load::Forged),
+            Lookup::Found(_) | Lookup::Missing => {}
         }
         match lookup {
             Lookup::Found(id) => Some(id),

@@ -120,14 +120,16 @@ impl Engine {
             if evict.len() >= USER_PAGE {
                 for id in evict.drain(..) {
                     self.revoke_session(&id, now)?;
-                    self.shared.backend.delete(&id)?;
+                    let gone = self.shared.backend.delete(&id)?;
+                    self.shared.meter.destroyed(u64::from(gone));
                 }
             }
             Ok(())
         })?;
         for id in evict {
             self.revoke_session(&id, now)?;
-            self.shared.backend.delete(&id)?;
+            let gone = self.shared.backend.delete(&id)?;
+            self.shared.meter.destroyed(u64::from(gone));
         }
         Ok(())
     }

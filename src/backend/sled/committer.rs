@@ -305,9 +305,7 @@ impl Committer {
         }
         let applied = queue.applied;
         queue.cache.evict(applied);
-        let queued = queue.issued - applied;
-        drop(queue);
-        self.shared.meter.queued(queued);
+        self.shared.meter.queued(queue.issued - applied);
         Ok(out)
     }
 
@@ -436,6 +434,7 @@ fn run(trees: &WriteTrees, receiver: &crossbeam_channel::Receiver<Request>, shar
         // The writers were answered already: any difference from what they
         // were told, or a failed transaction, means acknowledged writes are
         // not what the store holds.
+        let succeeded = result.is_ok();
         let failure = match result {
             Ok(outcomes) => batch
                 .iter()
@@ -462,11 +461,16 @@ fn run(trees: &WriteTrees, receiver: &crossbeam_channel::Receiver<Request>, shar
         queue.applied = queue.applied.max(last);
         let applied = queue.applied;
         queue.cache.evict(applied);
+        // Under the lock, so the depth published last is the newest.
         let queued = queue.issued - applied;
+        if succeeded {
+            shared
+                .meter
+                .committed(batch.len(), started.elapsed(), queued);
+        } else {
+            shared.meter.queued(queued);
+        }
         drop(queue);
-        shared
-            .meter
-            .committed(batch.len(), started.elapsed(), queued);
         shared.progress.notify_all();
     }
 }

@@ -104,6 +104,7 @@ impl Store {
                 let text = |v: &[sessiondb::Violation]| v.iter().map(ToString::to_string).collect();
                 Ok(RepairReply {
                     fixed: text(&r.fixed),
+                    fixed_count: r.fixed.len() as u64,
                     quarantined: r.quarantined,
                     remaining: text(&r.remaining),
                 })

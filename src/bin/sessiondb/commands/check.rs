@@ -27,7 +27,7 @@ pub(crate) fn check(store: Store, repair: bool, as_json: bool) -> Outcome {
     if as_json {
         print_json(&json!({
             "found": found,
-            "repaired": report.as_ref().map(|r| r.fixed.len()),
+            "repaired": report.as_ref().map(|r| r.fixed_count),
             "quarantined": report.as_ref().map(|r| r.quarantined),
             "remaining": report.as_ref().map_or(&found, |r| &r.remaining),
             "sound": remaining == 0,
@@ -39,8 +39,7 @@ pub(crate) fn check(store: Store, repair: bool, as_json: bool) -> Outcome {
         if let Some(r) = &report {
             println!(
                 "repaired {} problem(s); {} record(s) in quarantine",
-                r.fixed.len(),
-                r.quarantined
+                r.fixed_count, r.quarantined
             );
             for v in &r.remaining {
                 println!("still broken: {}", printable(v));

@@ -37,6 +37,10 @@ pub(crate) fn import(store: Store) -> Outcome {
                     r.id.hint()
                 )),
                 Ok(None) => records.push((n + 1, r)),
+                // The store or the connection to it failed, not the line.
+                Err(e @ (sessiondb::Error::Io { .. } | sessiondb::Error::Control { .. })) => {
+                    return Err(e.into());
+                }
                 Err(e) => bad.push(format!("line {}: {e}", n + 1)),
             },
             Err(e) => bad.push(format!("line {}: {e}", n + 1)),

@@ -61,8 +61,8 @@ pub(crate) fn ratio(part: u64, whole: u64) -> f64 {
 fn print_metrics(m: &Metrics) {
     println!("since the service started, {} s ago:", m.uptime_ms / 1000);
     println!(
-        "  loads:           {} hit, {} miss, {} forged, {} without a cookie",
-        m.loads_hit, m.loads_miss, m.loads_forged, m.loads_none
+        "  loads:           {} hit, {} miss; {} forged cookies",
+        m.loads_hit, m.loads_miss, m.loads_forged
     );
     println!(
         "  writes:          {} created, {} saved, {} conflicts, {} destroyed",

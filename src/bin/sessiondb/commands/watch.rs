@@ -87,7 +87,7 @@ impl Rates {
     fn between(a: &Metrics, b: &Metrics, took: Duration) -> Self {
         let secs = took.as_secs_f64().max(1e-3);
         let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / secs;
-        let loads = |m: &Metrics| m.loads_hit + m.loads_miss + m.loads_forged + m.loads_none;
+        let loads = |m: &Metrics| m.loads_hit + m.loads_miss;
         Self {
             loads: per(loads(a), loads(b)),
             hits: per(a.loads_hit, b.loads_hit),

@@ -81,4 +81,25 @@ mod tests {
         assert_eq!(source(cause).as_deref(), Some("first"));
         assert!(matches!(p.check(), Err(Error::Poisoned { .. })));
     }
+
+    /// Whatever sets it, the `sessiondb_poisoned` gauge goes to 1 (a
+    /// failed batch in relaxed mode never reaches a flush).
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn setting_it_publishes_the_poisoned_gauge() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snap = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let p = Poison::watched_by(Arc::new(Meter::default()));
+            let _ = p.set(Error::Storage("a failed batch".into()));
+        });
+        let gauge = snap
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find(|(k, _, _, _)| k.key().name() == "sessiondb_poisoned")
+            .map(|(_, _, _, v)| v);
+        assert_eq!(gauge, Some(DebugValue::Gauge(1.0.into())));
+    }
 }

@@ -69,7 +69,13 @@
 //! - **Operations.** Through [`Engine::admin`], apart from the request
 //!   API: [`Admin::stats`], [`Admin::check`] (the invariants of the three
 //!   trees) and [`Admin::repair`], [`Admin::records`] and [`Admin::import`]
-//!   (export and import), [`Admin::sweep_now`].
+//!   (export and import), [`Admin::sweep_now`]. While an engine on a sled
+//!   store is open, the same operations (and log out everywhere) reach it
+//!   through its [control socket](control), `DIR/control.sock` (owner-only,
+//!   peer credentials checked): the `sessiondb` tool uses it to work on a
+//!   live store. [`Engine::metrics`] counts loads, writes, sweeps, commits
+//!   and flushes, and publishes them through the `metrics` facade
+//!   ([`metrics`], feature `metrics`).
 //! - **Times.** Every instant in the API is a `u64` of milliseconds since
 //!   the Unix epoch (`created_at`, `last_seen`, `expires_at`, `now_ms`);
 //!   every duration is a [`std::time::Duration`].
@@ -145,8 +151,9 @@
 //!   checks it; a later flush that happens to succeed changes nothing (on
 //!   Linux a second `fdatasync` after an EIO can report success).
 //! - [`Engine::close`] (or `Drop`, whichever comes first, exactly once)
-//!   stops the sweeper, flushes and releases the store, and marks it
-//!   closed cleanly only if that flush succeeded.
+//!   stops the control socket (ending its connections; a command in
+//!   progress stops at its next step) and the sweeper, flushes and releases
+//!   the store, and marks it closed cleanly only if that flush succeeded.
 //! - **After a crash** (no clean close) [`Engine::open`] runs
 //!   [`Admin::check`] and, if anything is broken, [`Admin::repair`]
 //!   before returning; [`Engine::recovery`] reports what it found.

@@ -11,8 +11,8 @@ impl From<Error> for Fail {
     fn from(e: Error) -> Self {
         let hint = match &e {
             Error::Locked { .. } => {
-                "\nhint: a running service holds the store; stop it first, or work on a copy \
-                 made while it was stopped"
+                "\nhint: a running service holds the store, and its control socket was not \
+                 reachable; try again, or stop the service"
             }
             Error::NotAStore { .. } => "\nhint: give the directory the service's --data names",
             _ => "",

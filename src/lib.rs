@@ -151,8 +151,10 @@
 //!   checks it; a later flush that happens to succeed changes nothing (on
 //!   Linux a second `fdatasync` after an EIO can report success).
 //! - [`Engine::close`] (or `Drop`, whichever comes first, exactly once)
-//!   stops the control socket (ending its connections; a command in
-//!   progress stops at its next step) and the sweeper, flushes and releases
+//!   stops the control socket (ending its connections: a listing, a sweep
+//!   or a repair in progress stops at its next step, a walk of the whole
+//!   store for `stats` or `check` finishes first) and the sweeper, flushes
+//!   and releases
 //!   the store, and marks it closed cleanly only if that flush succeeded.
 //! - **After a crash** (no clean close) [`Engine::open`] runs
 //!   [`Admin::check`] and, if anything is broken, [`Admin::repair`]

@@ -11,7 +11,7 @@
 //! | name | kind | what |
 //! |---|---|---|
 //! | `sessiondb_loads_total{outcome}` | counter | `hit`: a load found a live session; `miss`: a load found none (gone, expired); `forged`: a request carried a cookie of ours that does not verify, or several naming different sessions (counted when the cookie is read, load or not) |
-//! | `sessiondb_creates_total` | counter | new sessions stored (their first save, or a login) |
+//! | `sessiondb_creates_total` | counter | new sessions stored (their first save, a login, an import) |
 //! | `sessiondb_saves_total` | counter | saves of stored sessions |
 //! | `sessiondb_save_conflicts_total` | counter | writes that met a concurrent write of the same session (version conflicts; `update` and `save_merging` retry them, `save` returns them) |
 //! | `sessiondb_destroys_total` | counter | sessions destroyed: logouts, revocations, log out everywhere, the per-user limit |
@@ -24,8 +24,12 @@
 //! | `sessiondb_flushes_total` | counter | flushes to stable storage the engine waited for |
 //! | `sessiondb_flush_seconds` | histogram | time per such flush (sled's log written and synced) |
 //! | `sessiondb_write_queue_depth` | gauge | writes answered but not yet committed to sled |
-//! | `sessiondb_cache_hits_total`, `sessiondb_cache_misses_total` | counter | loads the record cache in front of sled answered, and loads that read sled |
+//! | `sessiondb_cache_hits_total`, `sessiondb_cache_misses_total` | counter | reads of a session's record (by requests, and by the engine's own checks and the operator's tool) that the record cache in front of sled answered, and that read sled |
 //! | `sessiondb_poisoned` | gauge | 1 once a write could not be made durable (every write is refused until restart), else 0 |
+//!
+//! The names carry no label per engine: they assume one engine per
+//! process (a second engine adds to the same counters, and its open sets
+//! the gauges back to 0).
 //!
 //! A handle of the `metrics` facade binds to the recorder installed when it
 //! is made, so the engine makes them at each event, never caches them: an
@@ -316,7 +320,8 @@ pub struct Metrics {
     /// Requests with a cookie of ours that does not verify, or with
     /// cookies naming different sessions.
     pub loads_forged: u64,
-    /// Sessions stored for the first time (a first save, a login).
+    /// Sessions stored for the first time (a first save, a login, an
+    /// import).
     pub creates: u64,
     /// Saves of stored sessions.
     pub saves: u64,
@@ -346,9 +351,10 @@ pub struct Metrics {
     pub flush_micros: u64,
     /// Writes answered but not yet committed to sled.
     pub write_queue_depth: u64,
-    /// Loads the record cache in front of sled answered.
+    /// Reads of a session's record that the record cache in front of
+    /// sled answered (requests' loads, and the engine's own reads).
     pub cache_hits: u64,
-    /// Loads that read sled.
+    /// Reads of a session's record that read sled.
     pub cache_misses: u64,
     /// A write could not be made durable: every write is refused until the
     /// service restarts (and the next open checks the store).

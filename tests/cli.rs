@@ -469,3 +469,38 @@ fn export_to_a_file_makes_it_owner_only() {
     );
     assert_eq!(std::fs::read(&shared).expect("read"), lines);
 }
+
+/// `watch` only ever connects: on a stopped store it says there is nothing
+/// to watch, and never opens the store (which would take the lock a
+/// starting service needs, and run the crash check).
+#[test]
+fn watch_never_opens_a_stopped_store() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("store");
+    make_store(&dir);
+    std::fs::remove_file(dir.join("CLEAN")).expect("as after a crash");
+    let out = tool(&["watch", dir.to_str().expect("utf-8"), "--json"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("nothing to watch"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    assert!(!dir.join("CLEAN").exists(), "the store was opened");
+}
+
+#[test]
+fn list_limit_zero_lists_nothing() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("store");
+    make_store(&dir);
+    let d = dir.to_str().expect("utf-8");
+    for args in [
+        &["list", d, "--limit", "0", "--json"][..],
+        &["list", d, "--limit", "0", "--user", "alice", "--json"][..],
+    ] {
+        let out = ok(tool(args, None));
+        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
+    }
+}

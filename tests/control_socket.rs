@@ -431,6 +431,26 @@ fn a_store_whose_socket_cannot_be_made_still_opens() {
     assert!(dir.path().join(SOCKET).join("x").exists(), "left alone");
 }
 
+/// The engine hangs up on a client idle past its time; a client that
+/// knows it connects again before its next call instead of failing (a
+/// paused `export | less`).
+#[test]
+fn an_idle_client_connects_again_instead_of_failing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::new(common::T0);
+    let idle = Duration::from_millis(300);
+    let engine = Engine::open(dir.path(), config(&clock).control_idle_timeout(idle)).expect("open");
+    let mut c = Client::connect(dir.path()).expect("connect");
+    assert_eq!(c.welcome().idle_ms, Some(300));
+    let first = c.welcome().pid;
+    c.metrics().expect("metrics");
+    // Past the idle time: the engine has hung up by now.
+    std::thread::sleep(idle * 2);
+    c.metrics().expect("a call after the idle time still works");
+    assert_eq!(c.welcome().pid, first);
+    engine.close().expect("close");
+}
+
 #[test]
 fn close_does_not_wait_for_connected_clients() {
     let dir = tempfile::tempdir().expect("temp dir");

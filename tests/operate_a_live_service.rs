@@ -110,6 +110,48 @@ fn kill(child: &mut std::process::Child, signal: &str) {
     let _ = child.wait();
 }
 
+/// What `import` wrote on a live relaxed service is durable when the tool
+/// returns, as on a stopped store: a kill -9 right after loses nothing.
+#[test]
+fn a_live_import_is_durable_when_the_tool_returns() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("utf-8");
+    let (mut demo, port) = common::start_demo(&data, &["--insecure-cookies"], None);
+    login(port, "alice");
+    let exported = text(&live(&["export", d], 0).stdout);
+    let mut record: Value = serde_json::from_str(exported.trim()).expect("one record");
+    let mut lines = String::new();
+    for i in 0..20u8 {
+        // Distinct ids (each ends in a character whose low bits are 0).
+        record["id"] = Value::from(format!("{}{}A", "B".repeat(41), (b'a' + i) as char));
+        record["user"] = Value::from(format!("imported{i}"));
+        lines.push_str(&format!("{record}\n"));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiondb"))
+        .args(["import", d])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("import");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(lines.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("import");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    kill(&mut demo, "-KILL");
+    let listed = text(&tool(&["list", d, "--json"]).stdout);
+    assert_eq!(
+        listed.lines().count(),
+        21,
+        "imports lost in a kill: {listed}"
+    );
+}
+
 #[test]
 fn every_command_works_on_the_live_store_and_prints_what_it_prints_offline() {
     let tmp = tempfile::tempdir().expect("temp dir");

@@ -31,6 +31,11 @@ pub struct Client {
     path: PathBuf,
     welcome: Welcome,
     buf: Vec<u8>,
+    /// The store's directory, to connect again.
+    dir: PathBuf,
+    /// When the last reply came: past the engine's idle time, the next
+    /// call connects again first instead of meeting a closed connection.
+    last: std::time::Instant,
     /// Set by any failure other than the engine's own error: what is left
     /// in the stream is not the next reply, so the connection is done.
     broken: bool,
@@ -74,8 +79,11 @@ impl Client {
                 version: 0,
                 engine: String::new(),
                 pid: 0,
+                idle_ms: None,
             },
             buf: Vec::new(),
+            dir: dir.to_owned(),
+            last: std::time::Instant::now(),
             broken: false,
         };
         let _ = client
@@ -161,8 +169,16 @@ impl Client {
                 reason: "the connection failed earlier; connect again".into(),
             });
         }
+        // The engine hangs up on a client idle past its time (a paused
+        // `export | less`): connect again before that, never after.
+        if let Some(idle) = self.welcome.idle_ms
+            && self.last.elapsed() >= std::time::Duration::from_millis(idle / 4 * 3)
+        {
+            *self = Self::connect(&self.dir)?;
+        }
         self.send(request)?;
         let reply = serde_json::from_slice::<Typed<T>>(self.line()?);
+        self.last = std::time::Instant::now();
         match reply {
             Ok(Typed::Ok(v)) => Ok(v),
             Ok(Typed::Error(message)) => Err(Error::Remote { message }),
@@ -183,8 +199,8 @@ impl Client {
     }
 
     /// As [`Admin::records`](crate::Admin::records); a page may hold fewer
-    /// than `limit` (at most 1000, and about 4 MiB of values) without
-    /// being the last: page on until one comes back empty.
+    /// than `limit` (at most 1000, and about 4 MiB of JSON) without being
+    /// the last: page on until one comes back empty.
     pub fn records(
         &mut self,
         after: Option<&SessionId>,
@@ -254,6 +270,12 @@ impl Client {
     /// As [`Admin::repair`](crate::Admin::repair), violations as text.
     pub fn repair(&mut self) -> Result<RepairReply> {
         self.call(&Request::Repair)
+    }
+
+    /// As [`Engine::flush`](crate::Engine::flush): every write so far is
+    /// durable when it returns.
+    pub fn flush(&mut self) -> Result<()> {
+        self.call(&Request::Flush)
     }
 
     /// As [`Admin::import`](crate::Admin::import).

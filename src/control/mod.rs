@@ -12,9 +12,10 @@
 //! # Who may connect
 //!
 //! The socket is made owner-only (`0600`, bound under a temporary name and
-//! renamed into place, in the store's `0700` directory), and every
+//! renamed into place, in the store's `0700` directory), and on Linux every
 //! connection's peer credentials (`SO_PEERCRED`) are checked: only the
-//! engine's own user and root are served. The socket is removed at a clean
+//! engine's own user and root are served. (Elsewhere the mode alone
+//! decides.) The socket is removed at a clean
 //! close; one left behind by a crash is replaced at the next open (the
 //! engine holds the store's lock by then, so no live engine owns it).
 //!
@@ -23,17 +24,20 @@
 //! JSON, one object per `\n`-terminated line. The client greets with
 //! `{"sessiondb":"control","version":1}`; the engine answers with a
 //! [`Welcome`](proto::Welcome) (`{"sessiondb":"control","version":1,
-//! "engine":"0.1.0","pid":1234}`) or `{"error":"..."}` and closes. Then
-//! each request (a [`Request`](proto::Request), named by `"op"`) gets one
-//! reply line, `{"ok":...}` or `{"error":"..."}`. Large listings stream as
-//! pages: `records` returns at most 1000 records and at most about 4 MiB of
-//! values per reply, and the client asks for the next page after the last
-//! id, so an export of any size holds one page at a time on either side.
+//! "engine":"0.1.0","pid":1234,"idle_ms":60000}`) or `{"error":"..."}` and
+//! closes. Then each request (a [`Request`](proto::Request), named by
+//! `"op"`) gets one reply line, `{"ok":...}` or `{"error":"..."}`. Large
+//! listings stream as pages: `records` returns at most 1000 records and
+//! about 4 MiB of JSON per reply, and the client asks for the next page
+//! after the last id, so an export of any size holds one page at a time on
+//! either side. A [`Client`] idle for most of `idle_ms` connects again
+//! before its next request.
 //!
 //! # What hostile input costs
 //!
 //! - A request line longer than 1 MiB is refused after reading at most
-//!   1 MiB + 1 byte of it, and the connection closed.
+//!   1 MiB of it (and one more buffer of 8 KiB), and the connection
+//!   closed.
 //! - A line that is not a request gets an error and the connection closed.
 //! - A client that sends nothing is dropped after 5 seconds (its
 //!   greeting) or the idle timeout (60 seconds, between requests).

@@ -23,15 +23,16 @@ pub const VERSION: u32 = 1;
 pub const MAX_REQUEST_LINE: usize = 1024 * 1024;
 
 /// The longest reply line the client reads: a page of records is cut at
-/// [`PAGE_BYTES`] of values, so a reply stays far below this.
+/// [`PAGE_BYTES`] of JSON, violation lists at 10,000 entries and 8 MiB,
+/// so a reply stays far below this.
 pub const MAX_REPLY_LINE: usize = 64 * 1024 * 1024;
 
 /// The most records one `records` reply holds.
 pub const MAX_PAGE: usize = 1000;
 
-/// A `records` reply stops after the record that brings its values past
-/// this many bytes (before base64), so neither side holds more than a few
-/// MiB of a streaming export at once.
+/// A `records` reply stops after the record that brings its JSON past
+/// this many bytes, so neither side holds more than a few MiB of a
+/// streaming export at once.
 pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The client's first line.
@@ -64,6 +65,10 @@ pub struct Welcome {
     pub engine: String,
     /// The serving process.
     pub pid: u32,
+    /// How long the engine waits for the next request before it hangs
+    /// up, in ms: a client idle for longer connects again first.
+    #[serde(default)]
+    pub idle_ms: Option<u64>,
 }
 
 /// What a client asks, one JSON object per line, named by `op`.
@@ -114,6 +119,9 @@ pub enum Request {
     Check,
     /// Repair: a [`RepairReply`].
     Repair,
+    /// Make every write so far durable (`Engine::flush`): what a tool
+    /// that wrote asks before it exits.
+    Flush,
     /// Import one record: `"written"`, `"exists"`, `"expired"` or
     /// `"revoked"`.
     Import {
@@ -177,6 +185,7 @@ impl TryFrom<RawRequest> for Request {
             "sweep" => Self::Sweep,
             "check" => Self::Check,
             "repair" => Self::Repair,
+            "flush" => Self::Flush,
             "import" => Self::Import {
                 record: r.record.ok_or("`import` needs `record`")?,
             },
@@ -408,10 +417,17 @@ pub fn read_line(
     Ok(if n > limit { Line::TooLong } else { Line::End })
 }
 
-/// A request line parsed; the error says what is wrong (never echoing the
-/// line itself).
+/// A request line parsed; the error says what is wrong, cut to 200
+/// characters (serde's messages may quote what they read).
 pub fn parse_request(line: &[u8]) -> Result<Request, String> {
-    serde_json::from_slice(line).map_err(|e| format!("bad request: {e}"))
+    serde_json::from_slice(line).map_err(|e| {
+        let mut why = format!("bad request: {e}");
+        if let Some((cut, _)) = why.char_indices().nth(200) {
+            why.truncate(cut);
+            why.push('…');
+        }
+        why
+    })
 }
 
 #[cfg(test)]

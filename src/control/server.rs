@@ -32,16 +32,29 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// reading mid-export loses its connection after this, and frees its slot.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most the acceptor spends telling a refused client why.
+const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How long the acceptor waits after a failed `accept` (out of
 /// descriptors, say) before it tries again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// The acceptor's longest wait in `poll` without a wake-up.
+const POLL_GUARD: rustix::event::Timespec = rustix::event::Timespec {
+    tv_sec: 1,
+    tv_nsec: 0,
+};
+
 /// Records read from the store at a time while filling a page.
 const SUB_PAGE: usize = 100;
 
-/// The most violations one `check` or `repair` reply lists; past it, a
-/// last line says how many more there are.
+/// The most violations one `check` or `repair` reply lists (and at most
+/// [`MAX_VIOLATION_BYTES`] of their text); past it, a last line says how
+/// many more there are.
 pub const MAX_VIOLATIONS: usize = 10_000;
+
+/// The most text of violations one list carries.
+const MAX_VIOLATION_BYTES: usize = 8 * 1024 * 1024;
 
 /// Whether a peer with user id `peer` may use the engine of user `own`:
 /// the same user, or root.
@@ -80,7 +93,7 @@ impl Drop for Finished {
 pub(crate) struct Server {
     stop: Arc<AtomicBool>,
     /// Written to at stop: wakes the acceptor from its `poll`.
-    wake: std::os::fd::OwnedFd,
+    wake: UnixStream,
     acceptor: Option<JoinHandle<()>>,
     connections: Arc<Connections>,
     /// The store's directory, open: every name is handled relative to it.
@@ -133,7 +146,8 @@ impl Server {
             .map_err(|e| io_at(dir, SOCKET)(e.into()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(Connections::default());
-        let (woken, wake) = rustix::pipe::pipe().map_err(|e| io_at(dir, SOCKET)(e.into()))?;
+        // A socket pair rather than a pipe: std makes it close-on-exec.
+        let (woken, wake) = UnixStream::pair().map_err(io_at(dir, SOCKET))?;
         let acceptor = {
             let (stop, connections, engine) = (stop.clone(), connections.clone(), engine.view());
             std::thread::Builder::new()
@@ -176,7 +190,7 @@ impl Server {
     /// runs to its end first.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = rustix::io::write(&self.wake, b"!");
+        let _ = (&self.wake).write(b"!");
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
         }
@@ -202,7 +216,7 @@ impl Server {
 
 fn accept_loop(
     listener: &UnixListener,
-    woken: &std::os::fd::OwnedFd,
+    woken: &UnixStream,
     stop: &Arc<AtomicBool>,
     connections: &Arc<Connections>,
     engine: &Engine,
@@ -216,7 +230,8 @@ fn accept_loop(
                     rustix::event::PollFd::new(listener, rustix::event::PollFlags::IN),
                     rustix::event::PollFd::new(woken, rustix::event::PollFlags::IN),
                 ];
-                let _ = rustix::event::poll(&mut fds, None);
+                // The timeout only guards against a lost wake-up.
+                let _ = rustix::event::poll(&mut fds, Some(&POLL_GUARD));
                 continue;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -290,8 +305,8 @@ fn peer_allowed(stream: &UnixStream) -> std::result::Result<(), String> {
 
 /// Tells a client why it is not served, without waiting for it.
 fn refuse(stream: &UnixStream, why: &str) {
-    let mut out = BufWriter::new(Timed::new(stream, Duration::from_secs(1)));
-    let _ = write_reply(&mut out, &Reply::Error(why.to_owned()));
+    let mut out = BufWriter::new(Timed::new(stream, REFUSE_TIMEOUT));
+    let _ = write_reply_within(&mut out, &Reply::Error(why.to_owned()), REFUSE_TIMEOUT);
 }
 
 /// The stream, read and written against a deadline for a whole line or
@@ -329,11 +344,16 @@ impl Read for Timed<'_> {
 impl Write for Timed<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.stream.set_write_timeout(Some(self.left()?))?;
-        Ok(rustix::net::send(
+        // Linux has MSG_NOSIGNAL (std uses it for UnixStream only from Rust
+        // 1.90); elsewhere a Rust program ignores SIGPIPE from its start.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return Ok(rustix::net::send(
             self.stream,
             buf,
             rustix::net::SendFlags::NOSIGNAL,
-        )?)
+        )?);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        return (&*self.stream).write(buf);
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -342,7 +362,15 @@ impl Write for Timed<'_> {
 }
 
 fn write_reply(out: &mut BufWriter<Timed<'_>>, v: &impl serde::Serialize) -> std::io::Result<()> {
-    out.get_mut().deadline = Instant::now() + WRITE_TIMEOUT;
+    write_reply_within(out, v, WRITE_TIMEOUT)
+}
+
+fn write_reply_within(
+    out: &mut BufWriter<Timed<'_>>,
+    v: &impl serde::Serialize,
+    within: Duration,
+) -> std::io::Result<()> {
+    out.get_mut().deadline = Instant::now() + within;
     serde_json::to_writer(&mut *out, v)?;
     out.write_all(b"\n")?;
     out.flush()
@@ -397,6 +425,7 @@ pub(crate) fn serve_until(
             version: VERSION,
             engine: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
+            idle_ms: Some(u64::try_from(idle.as_millis()).unwrap_or(u64::MAX)),
         },
     )?;
     loop {
@@ -446,12 +475,20 @@ fn id_of(text: &str) -> Result<crate::SessionId> {
 /// counts the rest.
 fn listed(all: impl ExactSizeIterator<Item = String>) -> Vec<String> {
     let n = all.len();
-    let mut out: Vec<String> = all.take(MAX_VIOLATIONS).collect();
-    if n > MAX_VIOLATIONS {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for v in all {
+        if out.len() == MAX_VIOLATIONS || bytes + v.len() > MAX_VIOLATION_BYTES {
+            break;
+        }
+        bytes += v.len();
+        out.push(v);
+    }
+    if out.len() < n {
         out.push(format!(
-            "... and {} more (the control socket lists {MAX_VIOLATIONS}; run check on the \
-             stopped store for all)",
-            n - MAX_VIOLATIONS
+            "... and {} more (the control socket lists {MAX_VIOLATIONS} or 8 MiB; run check \
+             on the stopped store for all)",
+            n - out.len()
         ));
     }
     out
@@ -510,6 +547,7 @@ fn answer(engine: &Engine, request: Request, keep_going: &dyn Fn() -> bool) -> R
                 remaining: listed(r.remaining.iter().map(ToString::to_string)),
             })
         }
+        Request::Flush => json(engine.flush()?),
         Request::Import { record } => {
             let record = record
                 .into_record()

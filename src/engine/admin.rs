@@ -326,6 +326,7 @@ impl<'e> Admin<'e> {
             return Ok(Imported::Revoked);
         }
         shared.after_write(Wait::AsConfigured)?;
+        shared.meter.saved(true);
         Ok(Imported::Written)
     }
 

@@ -885,6 +885,35 @@ mod tests {
         assert!(engine.recovery().is_some(), "still to be checked");
     }
 
+    /// After a failed flush every write is refused, but the operator can
+    /// still count, list, check and export (the trees hold every write;
+    /// only their durability is unknown), also through the control socket,
+    /// and sees that the engine is poisoned.
+    #[test]
+    fn a_poisoned_engine_still_answers_its_operator() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = ManualClock::new(1_700_000_000_000);
+        let engine = with_one_session(dir.path(), &clock);
+        faults::fail_syncs(dir.path(), 1);
+        assert!(engine.flush().is_err());
+        let mut s = engine.create().expect("create");
+        s.insert("n", &2u32).expect("insert");
+        assert!(matches!(engine.save(&mut s), Err(Error::Poisoned { .. })));
+
+        assert!(engine.metrics().poisoned);
+        assert_eq!(engine.admin().stats().expect("stats").live_sessions, 1);
+        assert_eq!(engine.admin().records(None, 10).expect("list").len(), 1);
+        assert!(engine.admin().check().expect("check").is_empty());
+        #[cfg(unix)]
+        {
+            let mut c = crate::control::Client::connect(dir.path()).expect("connect");
+            let (stats, metrics) = c.stats().expect("stats through the socket");
+            assert_eq!(stats.live_sessions, 1);
+            assert!(metrics.poisoned);
+            assert_eq!(c.records(None, 10).expect("export").len(), 1);
+        }
+    }
+
     /// The same through `Drop`: a dropped engine whose flush fails is not
     /// clean either, and `Drop` after a failed `close` does not retry it.
     #[test]

@@ -320,6 +320,28 @@ impl Committer {
         self.shared.poison.check()
     }
 
+    /// Waits until every write queued so far is applied, for a read of the
+    /// trees (an index walk, statistics, a check). Unlike [`drain`], a
+    /// failed flush does not stop it: the trees hold every write, only
+    /// their durability is unknown (as for [`load`]), and an operator of a
+    /// poisoned engine still needs to list, export and count. A failed
+    /// batch does: the trees then lack answered writes.
+    ///
+    /// [`drain`]: Self::drain
+    /// [`load`]: Self::load
+    pub fn settle(&self) -> Result<()> {
+        let mut queue = self.shared.lock();
+        let target = queue.issued;
+        while queue.applied < target && !queue.diverged {
+            queue = self.shared.wait(queue);
+        }
+        if queue.diverged {
+            self.shared.poison.check()?;
+            return Err(self.shared.poison.set(CommitterPanicked.into_error()));
+        }
+        Ok(())
+    }
+
     /// Runs `change`, a change to the trees made behind the queue (a
     /// repair), with the queue empty and held: no write is decided and no
     /// load looks at the cache meanwhile. Then forgets every cached read,

@@ -341,7 +341,7 @@ impl Backend for SledBackend {
 
     fn user_sessions(&self, user: &str, cursor: Option<&[u8]>, limit: usize) -> Result<UserPage> {
         use std::ops::Bound;
-        self.committer.drain()?;
+        self.committer.settle()?;
         let prefix = keys::user_prefix(user);
         let start = match cursor {
             Some(after) => Bound::Excluded([prefix.as_slice(), after].concat()),
@@ -464,7 +464,7 @@ impl Maintenance for SledBackend {
         limit: usize,
     ) -> Result<Vec<(SessionId, std::result::Result<Stored, FormatError>)>> {
         use std::ops::Bound;
-        self.committer.drain()?;
+        self.committer.settle()?;
         let start = match after {
             Some(id) => Bound::Excluded(id.as_bytes().to_vec()),
             None => Bound::Unbounded,
@@ -489,7 +489,7 @@ impl Maintenance for SledBackend {
     }
 
     fn stats(&self, now_ms: u64) -> Result<BackendStats> {
-        self.committer.drain()?;
+        self.committer.settle()?;
         let end = keys::expiry(now_ms, &SessionId::from_bytes([0xff; 32]));
         let expired_pending = self.trees.expiry.range(..=&end[..]).count() as u64;
         let mut users = 0u64;
@@ -511,7 +511,7 @@ impl Maintenance for SledBackend {
     }
 
     fn check(&self) -> Result<Vec<Violation>> {
-        self.committer.drain()?;
+        self.committer.settle()?;
         store_dir::faults::before_crash_check(self.dir.path());
         // Streams: one walk per tree, point lookups for the links, so the
         // crash check at open needs no memory in proportion to the store.
@@ -545,7 +545,7 @@ impl Maintenance for SledBackend {
     }
 
     fn quarantined(&self) -> Result<u64> {
-        self.committer.drain()?;
+        self.committer.settle()?;
         Ok(self.trees.quarantine.len() as u64)
     }
 }

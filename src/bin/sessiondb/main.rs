@@ -35,7 +35,7 @@ use crate::cli::{Cli, Command};
 use crate::commands::{check, export, import, list, revoke, show, stats, sweep, watch};
 use crate::fail::{Fail, Outcome};
 use crate::output::printable;
-use crate::store::{open, open_existing};
+use crate::store::{connect_live, open, open_existing};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Outcome {
     match command {
         Command::Stats { dir, out } => stats(&open_existing(&dir)?, &dir, out.json),
-        Command::Watch { dir, out } => watch(&open_existing(&dir)?, out.json),
+        Command::Watch { dir, out } => watch(&connect_live(&dir)?, out.json),
         Command::List {
             dir,
             user,

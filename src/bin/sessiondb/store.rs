@@ -120,13 +120,12 @@ impl Store {
         }
     }
 
-    /// Closes a store opened here (what it changed is on disk when this
-    /// returns); a live store stays open, its changes made durable by the
-    /// engine as each command requires.
+    /// Closes a store opened here; asks a live one to flush. Either way,
+    /// what the command changed is on disk when this returns.
     pub(crate) fn close(self) -> sessiondb::Result<()> {
         match self {
             Self::Local(e) => e.close(),
-            Self::Live(_) => Ok(()),
+            Self::Live(c) => c.into_inner().flush(),
         }
     }
 }
@@ -210,6 +209,31 @@ pub(crate) fn open(dir: &Path) -> Result<Store, Fail> {
     ))
 }
 
+/// The running service that holds the store, through its control socket;
+/// never the store itself (`watch` has nothing to show of a stopped store,
+/// and opening it would hold the lock a starting service needs).
+pub(crate) fn connect_live(dir: &Path) -> Result<Store, Fail> {
+    match Client::connect(dir) {
+        Ok(client) => {
+            eprintln!(
+                "note: a running service (pid {}) holds the store; watching it through {}",
+                client.welcome().pid,
+                dir.join(sessiondb::control::SOCKET).display()
+            );
+            Ok(Store::Live(RefCell::new(client)))
+        }
+        Err(e) => Err(Fail(
+            format!(
+                "error: nothing to watch: no running service answers on {}: {e}\n\
+                 hint: watch shows a running service's figures; `sessiondb stats` reads a \
+                 stopped store",
+                dir.join(sessiondb::control::SOCKET).display()
+            ),
+            2,
+        )),
+    }
+}
+
 /// Why a held store cannot be worked on, and what to do.
 fn not_reachable(dir: &Path, e: Error) -> Fail {
     let held = format!(
@@ -219,9 +243,9 @@ fn not_reachable(dir: &Path, e: Error) -> Fail {
     let hint = match &e {
         Error::Io { source, .. } => match source.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                "hint: the service has no control socket (Config::control(false), or a \
-                 sessiondb older than this tool); stop it first, or work on a copy made while \
-                 it was stopped"
+                "hint: the service has no control socket (it is still starting, it runs \
+                 with Config::control(false), or it is a sessiondb older than this tool); try \
+                 again, or stop it first"
             }
             std::io::ErrorKind::PermissionDenied => {
                 "hint: run the tool as the service's user (or root)"

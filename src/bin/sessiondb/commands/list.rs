@@ -42,6 +42,9 @@ pub(crate) fn list(
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
             each_record(store, &ProgressBar::hidden(), |id, r| {
+                if rows.len() >= limit {
+                    return Ok(false);
+                }
                 match r {
                     Ok(r) if r.expires_at > now => rows.push((
                         show_id(&id),

@@ -58,6 +58,19 @@ fn closed_within(r: &mut BufReader<UnixStream>, limit: Duration) -> bool {
     start.elapsed() < limit
 }
 
+/// Connects and runs `call` until it succeeds (a slot is free), failing
+/// the test after `limit`.
+fn served_within(dir: &Path, limit: Duration, call: impl Fn(&mut Client) -> Result<(), Error>) {
+    let started = Instant::now();
+    loop {
+        match Client::connect(dir).and_then(|mut c| call(&mut c)) {
+            Ok(()) => return,
+            Err(e) => assert!(started.elapsed() < limit, "slots not freed: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn the_socket_is_owner_only_replaced_when_stale_and_gone_after_a_clean_close() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -298,17 +311,9 @@ fn silent_and_excess_clients_cost_bounded_time_and_never_stall_requests() {
         assert!(closed_within(r, Duration::from_secs(10)), "dropped in time");
     }
     // Their slots are free again.
-    let started = Instant::now();
-    loop {
-        match Client::connect(dir.path()).and_then(|mut c| c.metrics()) {
-            Ok(_) => break,
-            Err(e) => assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "slots not freed: {e}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    served_within(dir.path(), Duration::from_secs(10), |c| {
+        c.metrics().map(drop)
+    });
     engine.close().expect("close");
 }
 
@@ -352,20 +357,11 @@ fn a_client_that_hangs_up_mid_reply_frees_its_slot() {
         s.write_all(format!("{req}\n").as_bytes()).expect("send");
         drop(s);
     }
-    let started = Instant::now();
-    loop {
-        match Client::connect(dir.path()).and_then(|mut c| c.records(None, 1000)) {
-            Ok(page) => {
-                assert!(!page.is_empty() && page.len() <= 1000);
-                break;
-            }
-            Err(e) => assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "slots not freed: {e}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    served_within(dir.path(), Duration::from_secs(30), |c| {
+        let page = c.records(None, 1000)?;
+        assert!(!page.is_empty() && page.len() <= 1000);
+        Ok(())
+    });
     engine.close().expect("close");
 }
 

@@ -100,6 +100,24 @@ fn live(args: &[&str], code: i32) -> Output {
     out
 }
 
+/// `sessiondb import DIR` with `lines` on stdin.
+fn import(dir: &str, lines: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiondb"))
+        .args(["import", dir])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("import");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(lines.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("import")
+}
+
 fn kill(child: &mut std::process::Child, signal: &str) {
     let ok = Command::new("kill")
         .args([signal, &child.id().to_string()])
@@ -128,20 +146,7 @@ fn a_live_import_is_durable_when_the_tool_returns() {
         record["user"] = Value::from(format!("imported{i}"));
         lines.push_str(&format!("{record}\n"));
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiondb"))
-        .args(["import", d])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("import");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(lines.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("import");
+    let out = import(d, &lines);
     assert!(out.status.success(), "{}", text(&out.stderr));
     kill(&mut demo, "-KILL");
     let listed = text(&tool(&["list", d, "--json"]).stdout);
@@ -238,15 +243,7 @@ fn every_command_works_on_the_live_store_and_prints_what_it_prints_offline() {
         serde_json::from_str(lines.lines().next().expect("a line")).expect("json");
     record["id"] = Value::from("A".repeat(42) + "E");
     record["user"] = Value::from("carol");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiondb"))
-        .args(["import", d])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("import");
-    writeln!(child.stdin.take().expect("stdin"), "{record}").expect("write");
-    let out = child.wait_with_output().expect("import");
+    let out = import(d, &format!("{record}\n"));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("imported 1 session(s)"),

@@ -334,15 +334,15 @@ fn a_client_that_hangs_up_mid_reply_frees_its_slot() {
         let started = Instant::now();
         let mut s = loop {
             let mut s = UnixStream::connect(dir.path().join(SOCKET)).expect("connect");
-            s.write_all(HELLO).expect("hello");
+            // A refused client may find the connection closed before its
+            // greeting is sent: the refusal is still there to read.
+            let _ = s.write_all(HELLO);
             let mut line = String::new();
-            BufReader::new(s.try_clone().expect("clone"))
-                .read_line(&mut line)
-                .expect("answer");
+            let _ = BufReader::new(s.try_clone().expect("clone")).read_line(&mut line);
             if line.contains("\"pid\"") {
                 break s;
             }
-            assert!(line.contains("busy"), "{line}");
+            assert!(line.contains("busy") || line.is_empty(), "{line}");
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "slots not freed"

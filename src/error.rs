@@ -171,6 +171,18 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A tower-sessions record ([`TowerStore`](crate::TowerStore)) that
+    /// cannot be stored as it is (its user is not a string or a number, it
+    /// uses the reserved key), or a stored one that does not read back.
+    /// Nothing was written.
+    #[error("tower-sessions record {id_hint}: {reason}")]
+    TowerRecord {
+        /// The first characters of the record's tower-sessions id.
+        id_hint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A named value could not be encoded.
     #[error("session value `{key}` does not encode")]
     Encode {

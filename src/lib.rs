@@ -209,6 +209,8 @@ mod record;
 mod session;
 mod sweeper;
 mod token;
+#[cfg(feature = "tower-sessions")]
+pub mod tower;
 #[cfg(feature = "axum")]
 pub mod web;
 
@@ -229,6 +231,8 @@ pub use metrics::Metrics;
 pub use record::{FORMAT_VERSION, FormatError};
 pub use session::Session;
 pub use token::{Key, KeyRing, Purpose, SessionId, TOKEN_VERSION, Token};
+#[cfg(feature = "tower-sessions")]
+pub use tower::{TowerSession, TowerStore};
 
 /// Internals the fuzz crate (`fuzz/`) and its corpus replay
 /// (`tests/fuzz_corpus.rs`) exercise directly. Not part of the API: no

@@ -21,6 +21,8 @@ use crate::poison::Poison;
 use crate::record::{self, Body, MAX_USER_LEN};
 
 mod admin;
+#[cfg(feature = "tower-sessions")]
+pub(crate) mod external;
 mod login;
 mod revocation;
 mod users;

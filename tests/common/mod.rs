@@ -578,41 +578,118 @@ impl Env {
 /// `key`, or unset), on a free port of 127.0.0.1; returns once it accepts
 /// connections.
 pub fn start_demo(data: &Path, args: &[&str], key: Option<&str>) -> (std::process::Child, u16) {
+    start_example("demo", data, args, key.map(|k| ("SESSIONDB_KEY", k)))
+}
+
+/// Starts example `name` (built by `cargo build --examples`) with `args`,
+/// `--listen` on a free port of 127.0.0.1 and `--data DATA`, with `env`
+/// set (and `SESSIONDB_KEY` unset otherwise); returns once it accepts
+/// connections.
+pub fn start_example(
+    name: &str,
+    data: &Path,
+    args: &[&str],
+    env: Option<(&str, &str)>,
+) -> (std::process::Child, u16) {
     use std::net::{TcpListener, TcpStream};
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let mut cmd = std::process::Command::new(demo_binary());
+    let mut cmd = std::process::Command::new(example_binary(name));
     cmd.args(args)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(data)
+        .env_remove("SESSIONDB_KEY")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    match key {
-        Some(k) => cmd.env("SESSIONDB_KEY", k),
-        None => cmd.env_remove("SESSIONDB_KEY"),
-    };
-    let child = cmd.spawn().expect("start the demo");
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start the example");
     let until = std::time::Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < until, "the demo did not start");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("example {name} exited at start: {status}");
+        }
+        assert!(std::time::Instant::now() < until, "{name} did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
     (child, port)
 }
 
+/// One HTTP/1.1 exchange with a server on 127.0.0.1.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// The first `Set-Cookie` pair (`name=value`), if any.
+    pub cookie: Option<String>,
+    /// The `Location` header, if any.
+    pub location: Option<String>,
+    pub body: String,
+}
+
+/// Sends `method path` with the `Cookie` header `cookie` and a body of
+/// `content_type`, and reads the whole reply.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: Option<(&str, &str)>,
+) -> Reply {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(c) = cookie {
+        head.push_str(&format!("Cookie: {c}\r\n"));
+    }
+    let (content_type, body) = body.unwrap_or(("", ""));
+    if !content_type.is_empty() || method == "POST" {
+        head.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    write!(s, "{head}\r\n{body}").expect("send");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("reply");
+    let status = reply
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {reply}"));
+    let (headers, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let header = |want: &str| {
+        headers.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case(want)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    Reply {
+        status,
+        cookie: header("set-cookie").map(|v| v.split(';').next().unwrap_or("").to_owned()),
+        location: header("location"),
+        body: body.to_owned(),
+    }
+}
+
 pub fn demo_binary() -> std::path::PathBuf {
+    example_binary("demo")
+}
+
+/// Example `name`, built next to this test's own binary.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("own path");
     let profile_dir = exe
         .parent()
         .and_then(std::path::Path::parent)
         .expect("target/<profile>");
-    let demo = profile_dir.join("examples").join("demo");
+    let path = profile_dir.join("examples").join(name);
     assert!(
-        demo.exists(),
-        "{} missing: run with --all-features so cargo builds the demo",
-        demo.display()
+        path.exists(),
+        "{} missing: run `cargo build --all-features --examples` (or the test with --all-features)",
+        path.display()
     );
-    demo
+    path
 }

@@ -1,0 +1,115 @@
+//! Records whose expiry the caller sets: what a store for another session
+//! library (tower-sessions, `src/tower.rs`) needs of the engine. They are
+//! ordinary records in the same trees, so the indexes, the crash check,
+//! the sweeper, durability, the size limit and the operator's tool all
+//! cover them; only the policy differs: no sliding expiry, no touch on
+//! read, no id change at login. The caller writes the times it wants into
+//! the [`Body`] (its `expires_at()` is the record's expiry).
+
+use super::{Engine, Wait, check_user};
+use crate::backend::Outcome;
+use crate::error::Result;
+use crate::metrics::Load;
+use crate::record::Body;
+use crate::token::SessionId;
+
+/// A live record as stored.
+#[derive(Debug)]
+pub(crate) struct Raw {
+    /// Its version: a conditional write names it.
+    pub version: u64,
+    /// Its times and values.
+    pub body: Body,
+}
+
+/// What [`Engine::write_raw`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Stored, durable as configured.
+    Stored,
+    /// Not stored: a live record has the id (a create), or the stored
+    /// version is not the expected one (a replace).
+    Conflict,
+    /// Not stored: the record to replace is gone or expired.
+    Missing,
+    /// Stored, then deleted again: a log out everywhere of its user was
+    /// recorded while it was written, and its walk of the user's index may
+    /// have passed the record's place before the write landed. It wins,
+    /// as it does over an engine login in the same race.
+    Revoked,
+}
+
+impl Engine {
+    /// The engine clock's now, ms since the Unix epoch.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.shared.now()
+    }
+
+    /// The live record with this id, as stored (no touch). Counted as a
+    /// load, hit or miss, if `counted` (a request's read, not a write's).
+    pub(crate) fn read_raw(&self, id: &SessionId, counted: bool) -> Result<Option<Raw>> {
+        let read = self.read(id, self.shared.now());
+        if let Ok(found) = &read
+            && counted
+        {
+            self.shared.meter.load(match found {
+                Some(_) => Load::Hit,
+                None => Load::Miss,
+            });
+        }
+        Ok(read?.map(|s| Raw {
+            version: s.version.unwrap_or_default(),
+            body: s.body,
+        }))
+    }
+
+    /// Writes `body` under `id` for `user`: a new record when `expected`
+    /// is `None` (an expired record of the id counts as free), else a
+    /// replacement of version `expected`, never of a deleted or expired
+    /// record. Durable as configured before it returns. Fails past the
+    /// size limit ([`Error::TooLarge`]) or for a user the index cannot
+    /// hold ([`Error::InvalidUser`]), writing nothing.
+    pub(crate) fn write_raw(
+        &self,
+        id: &SessionId,
+        expected: Option<u64>,
+        user: Option<&str>,
+        body: &Body,
+    ) -> Result<Written> {
+        let shared = &self.shared;
+        if let Some(u) = user {
+            check_user(u)?;
+        }
+        shared.poison.check()?;
+        let version = expected.map_or(1, |v| v + 1);
+        let value = shared.encode(version, user, body)?;
+        // The user's revocation before the write, to tell whether a log
+        // out everywhere ran into it (see `Written::Revoked`).
+        let revoked_before = match user {
+            Some(u) => self.user_revoked_at(u)?,
+            None => None,
+        };
+        let now = shared.now();
+        match shared.backend.put(id, expected, &value, now)? {
+            Outcome::Written => shared.meter.saved(expected.is_none()),
+            Outcome::Conflict => {
+                if expected.is_some() {
+                    shared.meter.conflict();
+                }
+                return Ok(Written::Conflict);
+            }
+            Outcome::Missing => return Ok(Written::Missing),
+        }
+        if let Some(u) = user
+            && self.user_revoked_at(u)? != revoked_before
+        {
+            self.revoke_session(id, now)?;
+            let gone = shared.backend.delete(id)?;
+            shared.meter.destroyed(u64::from(gone));
+            shared.after_write(Wait::Always)?;
+            return Ok(Written::Revoked);
+        }
+        shared.after_write(Wait::AsConfigured)?;
+        Ok(Written::Stored)
+    }
+}

@@ -94,6 +94,40 @@ def results():
     return rows
 
 
+TOWER = ["tower-sessiondb", "tower-sessiondb-strict", "tower-sled", "tower-sqlite",
+         "tower-sqlite-full", "tower-memory"]
+
+
+def tower_section(p, med):
+    """The tower-sessions stores side by side: sessiondb's own store
+    (feature `tower-sessions`) against tower-sessions' sled, SQLite and
+    memory stores, all through the same `SessionStore` calls."""
+    if not any((g, "tower-sessiondb") in med for g, _ in GROUPS):
+        return
+    p("## tower-sessions stores, through the same `SessionStore` calls\n")
+    p("`tower-sessiondb` is sessiondb's own store for tower-sessions apps "
+      "(`sessiondb::TowerStore`, relaxed; `-strict`: every write synced). Every tower "
+      "contender creates through `create` and regenerates as `Session::cycle_id` does "
+      "(delete, then `create`). What the rows do not show: sessiondb's `delete` is "
+      "synced in both modes (a logout survives a power cut), its `create` never "
+      "overwrites and its `save` never re-creates a deleted session; tower-sled's "
+      "`delete` is never synced, and tower-sqlite's only as its `synchronous` setting "
+      "says (NORMAL: not; FULL: yes).\n")
+    names = [c for c in TOWER if any((g, c) in med for g, _ in GROUPS)]
+    p("| workload | " + " | ".join(names) + " | tower-sessiondb vs tower-sled | "
+      "-strict vs tower-sqlite-full |")
+    p("|---|" + "---:|" * (len(names) + 2))
+    for group, _ in GROUPS:
+        cells = [fmt_ns(med[(group, c)]) if (group, c) in med else "-" for c in names]
+
+        def ratio(a, b):
+            x, y = med.get((group, a)), med.get((group, b))
+            return f"{x / y:.2f}x" if x and y else "-"
+        p(f"| {group} | " + " | ".join(cells) + f" | {ratio('tower-sessiondb', 'tower-sled')} | "
+          f"{ratio('tower-sessiondb-strict', 'tower-sqlite-full')} |")
+    p("\nRatios are times (lower is faster).\n")
+
+
 def main():
     command = " ".join(sys.argv[1:]) or "benches/run.sh"
     out = []
@@ -126,6 +160,8 @@ def main():
             ratio = f"{m / base:.2f}x" if base else "-"
             p(f"| {c} | {fmt_ns(m)} | {ratio} |")
         p("")
+
+    tower_section(p, med)
 
     rows = results()
     by = {}

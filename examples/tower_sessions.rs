@@ -58,7 +58,12 @@ async fn count(session: Session) -> Result<Json<Value>, (axum::http::StatusCode,
     let internal = |e: tower_sessions::session::Error| {
         (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     };
-    let n = session.get::<u64>(COUNT).await.map_err(internal)?.unwrap_or(0) + 1;
+    let n = session
+        .get::<u64>(COUNT)
+        .await
+        .map_err(internal)?
+        .unwrap_or(0)
+        + 1;
     session.insert(COUNT, n).await.map_err(internal)?;
     Ok(Json(json!({ "count": n })))
 }
@@ -86,9 +91,7 @@ fn main() -> Result<(), BoxError> {
     let layer = SessionManagerLayer::new(store.clone())
         .with_secure(!args.insecure_cookies)
         .with_expiry(Expiry::OnInactivity(time::Duration::minutes(30)));
-    let app = axum::Router::new()
-        .route("/count", get(count))
-        .layer(layer);
+    let app = axum::Router::new().route("/count", get(count)).layer(layer);
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

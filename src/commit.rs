@@ -46,6 +46,13 @@ impl GroupCommit {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many completed writes are not yet known durable.
+    #[cfg(feature = "tower-sessions")]
+    pub fn unflushed(&self) -> u64 {
+        let st = self.lock();
+        st.written - st.durable
+    }
+
     /// Records a completed write; returns its sequence number and how many
     /// writes are not yet known durable.
     pub fn note_write(&self) -> (u64, u64) {

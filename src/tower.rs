@@ -72,9 +72,18 @@
 //! reserved key [`EXPIRY_KEY`](TowerStore::EXPIRY_KEY). The record's
 //! expiry in the index is that instant rounded down to the millisecond.
 //!
-//! Storage calls run on tokio's blocking pool (inline when called outside
-//! a tokio runtime), so a strict write's wait for the disk never holds an
-//! async worker.
+//! Calls that wait for the disk's sync run on tokio's blocking pool, so
+//! they never hold an async worker: strict writes, deletes (durable in
+//! both modes), expired deletion and the user calls. On the sled store
+//! ([`TowerStore::open`]), loads and relaxed writes run inline, as
+//! tower-sessions' own stores run theirs: they take microseconds (a read
+//! of sled's cache, an unsynced write), and a hop to the blocking pool
+//! would cost more than the call. A relaxed write that would have to wait
+//! for a flush (the backlog of unflushed writes at its bound,
+//! [`Config::max_unflushed_writes`](crate::Config::max_unflushed_writes))
+//! goes to the pool too. On any other backend (Redis over the network)
+//! every call goes to the pool; outside a tokio runtime every call runs
+//! inline.
 //!
 //! [tower-sessions]: https://docs.rs/tower-sessions/0.14
 
@@ -250,8 +259,23 @@ impl TowerStore {
         F: FnOnce(&Engine) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        self.run_where(Where::Blocking, f).await
+    }
+
+    /// Runs `f` inline or on tokio's blocking pool, as `at` says.
+    async fn run_where<T, F>(&self, at: Where, f: F) -> Result<T>
+    where
+        F: FnOnce(&Engine) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
         let engine = self.engine.clone();
-        if tokio::runtime::Handle::try_current().is_err() {
+        let inline = engine.is_local()
+            && match at {
+                Where::Inline => true,
+                Where::InlineUnlessWaiting => !engine.write_may_wait(),
+                Where::Blocking => false,
+            };
+        if inline || tokio::runtime::Handle::try_current().is_err() {
             return f(&engine);
         }
         match tokio::task::spawn_blocking(move || f(&engine)).await {
@@ -293,6 +317,17 @@ impl TowerStore {
         }
         Ok(Some(user))
     }
+}
+
+/// Where a storage call runs (see the module docs).
+#[derive(Debug, Clone, Copy)]
+enum Where {
+    /// On the calling task: it never waits for a sync.
+    Inline,
+    /// On the calling task, unless the write would wait for a sync.
+    InlineUnlessWaiting,
+    /// On tokio's blocking pool.
+    Blocking,
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {
@@ -486,7 +521,9 @@ impl SessionStore for TowerStore {
         let store = self.clone();
         let mut r = record.clone();
         let r = self
-            .run(move |e| store.create_now(e, &mut r).map(|()| r))
+            .run_where(Where::InlineUnlessWaiting, move |e| {
+                store.create_now(e, &mut r).map(|()| r)
+            })
             .await
             .map_err(write_error)?;
         record.id = r.id;
@@ -496,14 +533,14 @@ impl SessionStore for TowerStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let store = self.clone();
         let r = record.clone();
-        self.run(move |e| store.save_now(e, &r))
+        self.run_where(Where::InlineUnlessWaiting, move |e| store.save_now(e, &r))
             .await
             .map_err(write_error)
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let id = *id;
-        self.run(move |e| Self::load_now(e, id))
+        self.run_where(Where::Inline, move |e| Self::load_now(e, id))
             .await
             .map_err(read_error)
     }

@@ -17,6 +17,12 @@
 //!   SQLite in WAL mode with `synchronous=NORMAL` (relaxed: a commit is not
 //!   fsynced); `tower-sqlite-full` with `synchronous=FULL` (each commit
 //!   fsynced), the setting to compare with strict durability.
+//! - `tower-sessiondb`, `tower-sessiondb-strict`: sessiondb's own
+//!   tower-sessions store ([`sessiondb::TowerStore`], feature
+//!   `tower-sessions`), through the same trait calls as the other tower
+//!   contenders. Every tower contender creates through `create` and
+//!   regenerates as `cycle_id` does (delete, then `create`), as
+//!   tower-sessions' `Session` calls them.
 //! - `redis`: a `redis-server` on 127.0.0.1 (the seed's pycket), through the
 //!   `redis` crate: one `SET ... PX` per save, `GET` per load. Present only
 //!   when `SESSIONDB_BENCH_REDIS` names a server (`benches/run.sh` starts
@@ -457,6 +463,26 @@ pub fn tower_sled() -> Tower<tower_sessions_sled_store::SledStore> {
     }
 }
 
+/// sessiondb's tower-sessions store on sled, on the system clock (the
+/// tower contenders' expiry dates are real times).
+pub fn tower_sessiondb(durability: Durability) -> Tower<sessiondb::TowerStore> {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::new(ring()).sweeper(false).durability(durability);
+    let store = sessiondb::TowerStore::open_with(dir.path(), config).expect("open");
+    Tower {
+        name: match durability {
+            Durability::Strict => "tower-sessiondb-strict",
+            _ => "tower-sessiondb",
+        },
+        store,
+        rt: rt.handle().clone(),
+        tokens: Tokens::default(),
+        durable: durability == Durability::Strict,
+        _keep: Some((rt, dir)),
+    }
+}
+
 /// `full`: `synchronous=FULL` (every commit fsynced); else `NORMAL`.
 pub fn tower_sqlite(full: bool) -> Tower<tower_sessions_sqlx_store::SqliteStore> {
     use sqlx::sqlite::{
@@ -508,6 +534,12 @@ impl<S: SessionStore> Tower<S> {
     fn save(&self, r: &Record) {
         self.rt.block_on(self.store.save(r)).expect("save");
     }
+    /// What `Session::save` calls for a new session (or a new id).
+    fn create_record(&self, mut r: Record) {
+        let id = r.id;
+        self.rt.block_on(self.store.create(&mut r)).expect("create");
+        assert_eq!(r.id, id, "a 128-bit id collided");
+    }
 }
 
 impl<S: SessionStore> Contender for Tower<S> {
@@ -524,7 +556,7 @@ impl<S: SessionStore> Contender for Tower<S> {
                 .collect(),
             expiry_date: expiry_in(1800),
         };
-        self.save(&r);
+        self.create_record(r);
         self.tokens.header(&id)
     }
     fn load(&self, cookie: &[u8]) -> bool {
@@ -560,14 +592,14 @@ impl<S: SessionStore> Contender for Tower<S> {
         true
     }
     fn regenerate(&self, cookie: &[u8]) -> Option<Vec<u8>> {
-        // What tower-sessions' `cycle_id` does: delete the old record, save
-        // the data under a new id.
+        // What tower-sessions' `cycle_id` does: delete the old record, then
+        // (at the end of the request) create the data under a new id.
         let old = self.tokens.id(cookie)?;
         let mut r = self.record(&old)?;
         self.rt.block_on(self.store.delete(&r.id)).expect("delete");
         let new = SessionId::generate().expect("id");
         r.id = tower_id(&new);
-        self.save(&r);
+        self.create_record(r);
         Some(self.tokens.header(&new))
     }
     fn durable(&self) -> bool {
@@ -752,10 +784,12 @@ pub fn all(strict: bool) -> Vec<Box<dyn Contender>> {
         Box::new(tower_memory()),
         Box::new(tower_sled()),
         Box::new(tower_sqlite(false)),
+        Box::new(tower_sessiondb(Durability::Relaxed)),
     ];
     if strict {
         v.insert(1, Box::new(SessionDb::sled(Durability::Strict)));
         v.push(Box::new(tower_sqlite(true)));
+        v.push(Box::new(tower_sessiondb(Durability::Strict)));
     }
     if let Some(r) = redis() {
         v.push(Box::new(r));

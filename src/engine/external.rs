@@ -7,6 +7,7 @@
 //! the [`Body`] (its `expires_at()` is the record's expiry).
 
 use super::{Engine, Wait, check_user};
+use crate::Durability;
 use crate::backend::Outcome;
 use crate::error::Result;
 use crate::metrics::Load;
@@ -43,6 +44,22 @@ impl Engine {
     /// The engine clock's now, ms since the Unix epoch.
     pub(crate) fn now_ms(&self) -> u64 {
         self.shared.now()
+    }
+
+    /// Whether the store is the sled store on local disk, whose reads and
+    /// unsynced writes take microseconds; not a backend of unknown speed
+    /// (Redis over the network, the caller's own).
+    pub(crate) fn is_local(&self) -> bool {
+        self.shared.local
+    }
+
+    /// Whether a write made now may wait for the disk: in strict mode, or
+    /// once the backlog of unflushed writes reaches its bound. (A relaxed
+    /// write racing others to that bound may still wait once.)
+    pub(crate) fn write_may_wait(&self) -> bool {
+        let s = &self.shared.settings;
+        s.durability == Durability::Strict
+            || self.shared.commit.unflushed() + 1 >= s.max_unflushed_writes as u64
     }
 
     /// The live record with this id, as stored (no touch). Counted as a

@@ -69,6 +69,9 @@ struct Shared {
     /// What operators watch (see [`Engine::metrics`]).
     meter: Arc<Meter>,
     opened: std::time::Instant,
+    /// The store is the sled store on local disk ([`Engine::open`]), not
+    /// a backend of unknown speed (Redis, the caller's own).
+    local: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -247,7 +250,7 @@ impl Engine {
             reason: panic_message(panic.as_ref()),
         };
         let new = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Self::new(Box::new(backend), s, poison, meter)
+            Self::new(Box::new(backend), s, poison, meter, true)
         }));
         let mut engine = new.unwrap_or_else(|panic| Err(damaged(panic)))?;
         if !was_clean {
@@ -352,6 +355,7 @@ impl Engine {
             config.validate()?,
             Arc::new(Poison::watched_by(meter.clone())),
             meter,
+            false,
         )?;
         engine.start_sweeper()?;
         Ok(engine)
@@ -363,6 +367,7 @@ impl Engine {
         s: Settings,
         poison: Arc<Poison>,
         meter: Arc<Meter>,
+        local: bool,
     ) -> Result<Self> {
         if let Some(why) = s.cookie.host_prefix_warning() {
             tracing::warn!("{why}");
@@ -379,6 +384,7 @@ impl Engine {
             sweep_counters: Arc::default(),
             meter,
             opened: std::time::Instant::now(),
+            local,
         });
         Ok(Self {
             shared,

@@ -73,9 +73,14 @@ enum Mode {
 struct User {
     id: i64,
     name: &'static str,
-    /// SHA-256 of the password; also the session's auth hash, so a
-    /// password change would log every session out.
-    pw_hash: Vec<u8>,
+    /// SHA-256 of the password, kept in memory only. (A real app keeps a
+    /// salted, slow hash: argon2 or `password-auth`.)
+    pw_hash: [u8; 32],
+    /// What axum-login stores in the session to check it against the user
+    /// on every request: a value that changes when the credentials do
+    /// (here fixed), never derived from the password, because it is
+    /// written into every session record on disk.
+    auth_hash: Vec<u8>,
 }
 
 impl std::fmt::Debug for User {
@@ -94,7 +99,7 @@ impl AuthUser for User {
     }
 
     fn session_auth_hash(&self) -> &[u8] {
-        &self.pw_hash
+        &self.auth_hash
     }
 }
 
@@ -108,7 +113,10 @@ impl Backend {
         let user = |id, name, pw: &str| User {
             id,
             name,
-            pw_hash: Sha256::digest(pw.as_bytes()).to_vec(),
+            pw_hash: Sha256::digest(pw.as_bytes()).into(),
+            // A real app stores a random value per user and replaces it at
+            // every password change, logging out every session.
+            auth_hash: Sha256::digest(format!("{name}: credentials version 1")).to_vec(),
         };
         Self {
             users: std::sync::Arc::new(HashMap::from([
@@ -131,11 +139,11 @@ impl AuthnBackend for Backend {
     type Error = std::convert::Infallible;
 
     async fn authenticate(&self, creds: Credentials) -> Result<Option<User>, Self::Error> {
-        let offered = Sha256::digest(creds.password.as_bytes());
+        let offered: [u8; 32] = Sha256::digest(creds.password.as_bytes()).into();
         Ok(self
             .users
             .values()
-            .find(|u| u.name == creds.username && bool::from(u.pw_hash.ct_eq(&offered[..])))
+            .find(|u| u.name == creds.username && bool::from(u.pw_hash.ct_eq(&offered)))
             .cloned())
     }
 
@@ -229,8 +237,10 @@ fn main() -> Result<(), BoxError> {
             Mode::Strict => Durability::Strict,
             Mode::Relaxed => Durability::Relaxed,
         })
-        // Logouts are remembered this long against imports of old exports:
-        // as long as a session can live.
+        // The session layer sets each record's expiry (a week without a
+        // request); these bound what an import of an export may bring back,
+        // and how long logouts are remembered against such imports.
+        .idle_timeout(std::time::Duration::from_secs(7 * 24 * 3600))
         .absolute_timeout(std::time::Duration::from_secs(7 * 24 * 3600));
     let store =
         TowerStore::open_with(&args.data, config)?.index_users_at(TowerStore::AXUM_LOGIN_USER)?;
@@ -258,12 +268,32 @@ fn main() -> Result<(), BoxError> {
             args.data.display()
         );
         axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(shutdown())
             .await?;
         Ok::<_, BoxError>(())
     })?;
     store.close()?;
     Ok(())
+}
+
+/// Resolves at SIGTERM or Ctrl-C.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
 }

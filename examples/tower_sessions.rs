@@ -51,6 +51,9 @@ enum Mode {
     Relaxed,
 }
 
+/// Sessions end after this long without a request.
+const INACTIVITY_MINUTES: u64 = 30;
+
 /// The key of the count in the session.
 const COUNT: &str = "count";
 
@@ -77,10 +80,15 @@ fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     // The store never signs anything (tower-sessions names records by its
     // own cookie); the engine's configuration still wants a key.
-    let config = Config::new(KeyRing::new(1, Key::generate()?)).durability(match args.durability {
-        Mode::Strict => Durability::Strict,
-        Mode::Relaxed => Durability::Relaxed,
-    });
+    let config = Config::new(KeyRing::new(1, Key::generate()?))
+        .durability(match args.durability {
+            Mode::Strict => Durability::Strict,
+            Mode::Relaxed => Durability::Relaxed,
+        })
+        // The session layer sets each record's expiry (below); these bound
+        // what an import of an export may bring back.
+        .idle_timeout(std::time::Duration::from_secs(INACTIVITY_MINUTES * 60))
+        .absolute_timeout(TowerStore::DEFAULT_TIMEOUT);
     let store = TowerStore::open_with(&args.data, config)?;
     if let Some(r) = store.engine().recovery() {
         tracing::warn!(
@@ -90,7 +98,9 @@ fn main() -> Result<(), BoxError> {
     }
     let layer = SessionManagerLayer::new(store.clone())
         .with_secure(!args.insecure_cookies)
-        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(30)));
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(
+            INACTIVITY_MINUTES as i64,
+        )));
     let app = axum::Router::new().route("/count", get(count)).layer(layer);
 
     let runtime = tokio::runtime::Runtime::new()?;

@@ -76,6 +76,13 @@
 //!   live store. [`Engine::metrics`] counts loads, writes, sweeps, commits
 //!   and flushes, and publishes them through the `metrics` facade
 //!   ([`metrics`], feature `metrics`).
+//! - **tower-sessions** (feature `tower-sessions`): [`TowerStore`] is a
+//!   `tower_sessions::SessionStore` (0.14, axum-login 0.18's) on the same
+//!   engine and trees: records indexed by expiry and swept by the sweeper,
+//!   deletes durable in both modes, no save that brings back a deleted
+//!   session, and a user index for axum-login's log out everywhere. Its
+//!   records are ordinary records whose expiry the session layer sets; see
+//!   [`tower`].
 //! - **Times.** Every instant in the API is a `u64` of milliseconds since
 //!   the Unix epoch (`created_at`, `last_seen`, `expires_at`, `now_ms`);
 //!   every duration is a [`std::time::Duration`].

@@ -53,13 +53,27 @@
 //! [`sessions_of`](TowerStore::sessions_of) lists a user's live sessions,
 //! [`destroy_user`](TowerStore::destroy_user) deletes them (durably).
 //!
-//! A log out everywhere that runs while a record of its user is being
-//! written wins: the record is deleted again. One race is out of any
-//! store's reach: a request that loaded a session before its user was
-//! logged out everywhere and then calls `Session::cycle_id` re-creates the
-//! data under a new id (tower-sessions deletes the old id and creates the
-//! new one from the request's copy). axum-login cycles ids only when a user
-//! logs in, from a session without a user.
+//! A log out everywhere that runs while a record joins its user's index
+//! (a create, or a save that sets the user) wins: the record is deleted
+//! again. A save of a record already in the index needs no such care (a
+//! log out everywhere deletes it, and the save's version check then
+//! fails), so "log out everywhere else" never takes the session it keeps.
+//! Limits:
+//! - One race is out of any store's reach: a request that loaded a session
+//!   before its user was logged out everywhere and then calls
+//!   `Session::cycle_id` re-creates the data under a new id
+//!   (tower-sessions deletes the old id and creates the new one from the
+//!   request's copy). axum-login cycles ids only when a user logs in, from
+//!   a session without a user.
+//! - The index covers what was written while it was on: a store that
+//!   starts indexing (or a clone made before
+//!   [`index_users_at`](TowerStore::index_users_at), which does not index)
+//!   leaves records unindexed until their next save through an indexing
+//!   store.
+//! - [`sessions_of`](TowerStore::sessions_of) lists at most the engine's
+//!   `max_sessions_per_user`, counted over the engine's own sessions of the
+//!   same user too, if the store has both; tower sessions are not trimmed
+//!   to that limit as the engine's logins are.
 //!
 //! # How a record is stored
 //!
@@ -81,9 +95,12 @@
 //! would cost more than the call. A relaxed write that would have to wait
 //! for a flush (the backlog of unflushed writes at its bound,
 //! [`Config::max_unflushed_writes`](crate::Config::max_unflushed_writes))
-//! goes to the pool too. On any other backend (Redis over the network)
-//! every call goes to the pool; outside a tokio runtime every call runs
-//! inline.
+//! goes to the pool too, as near as a check before the write can tell
+//! (writers racing to that bound, or a write deleted again because a log
+//! out everywhere ran into it, may sync inline once). On any other backend
+//! (Redis over the network) every call goes to the pool; outside a tokio
+//! runtime every call runs inline. A panic in a call is an error, never an
+//! unwind into the caller's task.
 //!
 //! [tower-sessions]: https://docs.rs/tower-sessions/0.14
 
@@ -155,20 +172,30 @@ impl TowerStore {
     /// session may not use it (saving one that does is an encode error).
     pub const EXPIRY_KEY: &'static str = "\0sessiondb.tower-expiry";
 
-    /// Opens (or creates) the sled store in `dir` with default settings
-    /// (relaxed durability). The engine's signing key is random: records of
-    /// this store are named by tower-sessions' cookies, never signed by
-    /// sessiondb.
+    /// How long the engine's idle and absolute timeouts are under
+    /// [`open`](Self::open): tower-sessions' longest default expiry (its
+    /// `Expiry::OnSessionEnd` records live two weeks).
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
+    /// Opens (or creates) the sled store in `dir` with default settings:
+    /// relaxed durability, and the engine's timeouts at
+    /// [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT). The engine's signing key
+    /// is random: records of this store are named by tower-sessions'
+    /// cookies, never signed by sessiondb.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(dir, Config::new(KeyRing::new(1, Key::generate()?)))
+        let config = Config::new(KeyRing::new(1, Key::generate()?))
+            .idle_timeout(Self::DEFAULT_TIMEOUT)
+            .absolute_timeout(Self::DEFAULT_TIMEOUT);
+        Self::open_with(dir, config)
     }
 
     /// Opens the sled store in `dir` with `config` (durability, sweep
-    /// interval, size limit, ...). Its idle timeout, absolute timeout and
-    /// touch threshold do not apply to tower-sessions records, whose expiry
-    /// the session layer sets; the absolute timeout is how long logouts are
-    /// remembered against imports (set it to your longest session expiry if
-    /// you import exports).
+    /// interval, size limit, ...). The session layer sets each record's
+    /// expiry; the engine's idle and absolute timeouts only bound what an
+    /// import of an export may bring in (a record's remaining life is cut
+    /// to them) and, for the absolute one, how long logouts are remembered
+    /// against such imports: set both to at least your longest session
+    /// expiry.
     pub fn open_with(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
         Ok(Self::new(Arc::new(Engine::open(dir, config)?)))
     }
@@ -276,7 +303,14 @@ impl TowerStore {
                 Where::Blocking => false,
             };
         if inline || tokio::runtime::Handle::try_current().is_err() {
-            return f(&engine);
+            // A panic is an error here too, as it is from the pool: it
+            // never unwinds into the caller's task.
+            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&engine)))
+                .unwrap_or_else(|panic| {
+                    Err(Error::Storage(
+                        crate::engine::panic_message(panic.as_ref()).into(),
+                    ))
+                });
         }
         match tokio::task::spawn_blocking(move || f(&engine)).await {
             Ok(r) => r,
@@ -384,6 +418,14 @@ fn encode_data(r: &Record) -> Result<BTreeMap<String, Vec<u8>>> {
         data.insert(key.clone(), encoded(key, &text)?);
     }
     let nanos = r.expiry_date.unix_timestamp_nanos();
+    // An instant past what `time` can hold in UTC (year 9999 with a
+    // negative offset) would store, then never load: refused here.
+    if OffsetDateTime::from_unix_timestamp_nanos(nanos).is_err() {
+        return Err(Error::TowerRecord {
+            id_hint: hint(&r.id),
+            reason: format!("expiry {} is out of range in UTC", r.expiry_date),
+        });
+    }
     data.insert(
         TowerStore::EXPIRY_KEY.to_owned(),
         encoded(TowerStore::EXPIRY_KEY, &nanos)?,
@@ -474,7 +516,7 @@ impl TowerStore {
         for _ in 0..CREATE_ATTEMPTS {
             let now = engine.now_ms();
             let body = body_of(r, now, now)?;
-            match engine.write_raw(&session_id(&r.id), None, user.as_deref(), &body)? {
+            match engine.write_raw(&session_id(&r.id), None, None, user.as_deref(), &body)? {
                 Written::Stored | Written::Revoked | Written::Missing => return Ok(()),
                 // A live record has the id: draw another, as the trait asks.
                 Written::Conflict => r.id = Id::default(),
@@ -494,7 +536,13 @@ impl TowerStore {
                 return Ok(());
             };
             let body = body_of(r, stored.body.created_ms, engine.now_ms())?;
-            match engine.write_raw(&sid, Some(stored.version), user.as_deref(), &body)? {
+            match engine.write_raw(
+                &sid,
+                Some(stored.version),
+                stored.user.as_deref(),
+                user.as_deref(),
+                &body,
+            )? {
                 Written::Stored | Written::Revoked | Written::Missing => return Ok(()),
                 // Another save landed in between: the last one wins, as in
                 // every tower-sessions store; re-read its version.
@@ -617,6 +665,58 @@ mod tests {
             back.expiry_date.unix_timestamp_nanos(),
             1_767_225_600_123_456_789
         );
+    }
+
+    /// Numbers come back exactly: every f64 bit pattern that JSON can
+    /// hold, through the store's encoding and back.
+    #[test]
+    fn every_number_comes_back_exactly() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut values = vec![
+            0.1,
+            0.2 + 0.1,
+            1e-308,
+            2.225_073_858_507_201_4e-308,
+            f64::MAX,
+        ];
+        for _ in 0..20_000 {
+            // xorshift64: spread over every exponent and mantissa.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f64::from_bits(x);
+            if f.is_finite() {
+                values.push(f);
+            }
+        }
+        let r = Record {
+            id: Id(3),
+            data: values
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (i.to_string(), serde_json::json!(f)))
+                .collect(),
+            expiry_date: OffsetDateTime::UNIX_EPOCH,
+        };
+        let back = record_of(r.id, &body_of(&r, 0, 0).expect("encode")).expect("decode");
+        for (i, f) in values.iter().enumerate() {
+            let got = back.data[&i.to_string()].as_f64().expect("a number");
+            assert_eq!(got.to_bits(), f.to_bits(), "{f:e}");
+        }
+    }
+
+    /// An expiry that `time` cannot hold in UTC would store and then never
+    /// load: it is refused when saved.
+    #[test]
+    fn an_expiry_out_of_range_in_utc_is_refused() {
+        let far = time::PrimitiveDateTime::MAX
+            .assume_offset(time::UtcOffset::from_hms(-5, 0, 0).expect("offset"));
+        let r = Record {
+            id: Id(4),
+            data: HashMap::new(),
+            expiry_date: far,
+        };
+        assert!(matches!(body_of(&r, 0, 0), Err(Error::TowerRecord { .. })));
     }
 
     #[test]

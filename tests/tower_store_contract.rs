@@ -271,12 +271,16 @@ fn a_save_after_delete_does_not_bring_the_session_back() {
 fn a_save_after_expiry_or_sweep_does_not_bring_the_session_back() {
     rt().block_on(async {
         for env in every_env() {
+            let mut swept = env.record(5, &[("n", json!(2))]);
+            env.store.create(&mut swept).await.expect("create");
             let mut expired = env.record(10, &[("n", json!(1))]);
             env.store.create(&mut expired).await.expect("create");
-            let mut swept = env.record(10, &[("n", json!(2))]);
-            env.store.create(&mut swept).await.expect("create");
-            env.advance(11);
+            env.advance(6);
             env.store.delete_expired().await.expect("sweep");
+            env.advance(5);
+            // `swept` is gone; `expired` is still stored, expired.
+            let s = env.stats();
+            assert_eq!((s.live_sessions, s.expired_pending), (0, 1), "{}", env.name);
             // Both copies now try to live on with a new expiry.
             for r in [&mut expired, &mut swept] {
                 r.expiry_date = env.in_secs(3600);
@@ -517,18 +521,7 @@ fn log_out_everywhere_deletes_the_users_sessions_but_the_one_kept() {
 /// walk of the index cannot see the record). The log out everywhere wins.
 #[test]
 fn a_log_out_everywhere_during_a_create_wins() {
-    let (probe, counters) = common::Probe::new();
-    let clock = ManualClock::new(common::T0);
-    let engine = Arc::new(Engine::with_backend(probe, config(&clock)).expect("engine"));
-    let store = TowerStore::new(engine.clone())
-        .index_users_at(TowerStore::AXUM_LOGIN_USER)
-        .expect("pointer");
-    let env = Env {
-        name: "probe",
-        store,
-        clock,
-        _dir: None,
-    };
+    let (env, engine, counters) = probed();
     rt().block_on(async {
         let mut before = env.record(600, &[logged_in(json!(7))]);
         env.store.create(&mut before).await.expect("create");
@@ -549,6 +542,98 @@ fn a_log_out_everywhere_during_a_create_wins() {
         let mut after = env.record(600, &[logged_in(json!(7))]);
         env.store.create(&mut after).await.expect("create");
         assert!(env.store.load(&after.id).await.expect("load").is_some());
+    });
+}
+
+/// An engine on a probe (hooks at the racy points) and a store on it.
+fn probed() -> (Env, Arc<Engine>, Arc<common::Counters>) {
+    let (probe, counters) = common::Probe::new();
+    let clock = ManualClock::new(common::T0);
+    let engine = Arc::new(Engine::with_backend(probe, config(&clock)).expect("engine"));
+    let store = TowerStore::new(engine.clone())
+        .index_users_at(TowerStore::AXUM_LOGIN_USER)
+        .expect("pointer");
+    let env = Env {
+        name: "probe",
+        store,
+        clock,
+        _dir: None,
+    };
+    (env, engine, counters)
+}
+
+/// The same race, with a first log out everywhere of the user earlier in
+/// the same millisecond: the second must still be seen (the revocation
+/// must change though the clock did not).
+#[test]
+fn a_second_log_out_everywhere_in_the_same_millisecond_also_wins() {
+    let (env, engine, counters) = probed();
+    rt().block_on(async {
+        assert_eq!(engine.destroy_user("7", None).expect("destroy"), 0);
+        let everywhere = engine.clone();
+        common::arm(&counters.before_put, move || {
+            everywhere.destroy_user("7", None).expect("destroy");
+        });
+        let mut racing = env.record(600, &[logged_in(json!(7))]);
+        env.store.create(&mut racing).await.expect("create");
+        assert_eq!(
+            env.store.load(&racing.id).await.expect("load"),
+            None,
+            "a create survived a log out everywhere in the millisecond of an earlier one"
+        );
+        env.assert_sound();
+    });
+}
+
+/// A save that gives an anonymous session its user, racing a log out
+/// everywhere of that user: the log out everywhere wins here too.
+#[test]
+fn a_log_out_everywhere_during_a_save_that_sets_the_user_wins() {
+    let (env, engine, counters) = probed();
+    rt().block_on(async {
+        let mut r = env.record(600, &[("n", json!(1))]);
+        env.store.create(&mut r).await.expect("create");
+        let everywhere = engine.clone();
+        common::arm(&counters.before_put, move || {
+            everywhere.destroy_user("7", None).expect("destroy");
+        });
+        let (k, v) = logged_in(json!(7));
+        r.data.insert(k.to_owned(), v);
+        env.store.save(&r).await.expect("save");
+        assert_eq!(env.store.load(&r.id).await.expect("load"), None);
+        env.assert_sound();
+    });
+}
+
+/// "Log out everywhere else" while the kept session is being saved: the
+/// kept session stays, with the save's data; only the others go.
+#[test]
+fn log_out_everywhere_else_never_takes_the_kept_session_mid_save() {
+    let (env, _engine, counters) = probed();
+    rt().block_on(async {
+        let mut kept = env.record(600, &[logged_in(json!(7))]);
+        env.store.create(&mut kept).await.expect("create");
+        let mut other = env.record(600, &[logged_in(json!(7))]);
+        env.store.create(&mut other).await.expect("create");
+        let keep = kept.id;
+        let store = env.store.clone();
+        common::arm(&counters.before_put, move || {
+            let n = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime")
+                .block_on(store.destroy_user("7", Some(&keep)))
+                .expect("destroy");
+            assert_eq!(n, 1);
+        });
+        kept.data.insert("n".into(), json!(2));
+        env.store.save(&kept).await.expect("save");
+        assert_eq!(
+            env.store.load(&kept.id).await.expect("load"),
+            Some(kept.clone()),
+            "the session kept by log out everywhere else was lost"
+        );
+        assert_eq!(env.store.load(&other.id).await.expect("load"), None);
+        env.assert_sound();
     });
 }
 

@@ -19,6 +19,8 @@ use crate::token::SessionId;
 pub(crate) struct Raw {
     /// Its version: a conditional write names it.
     pub version: u64,
+    /// The user its index entry names.
+    pub user: Option<String>,
     /// Its times and values.
     pub body: Body,
 }
@@ -76,20 +78,26 @@ impl Engine {
         }
         Ok(read?.map(|s| Raw {
             version: s.version.unwrap_or_default(),
+            user: s.user,
             body: s.body,
         }))
     }
 
     /// Writes `body` under `id` for `user`: a new record when `expected`
     /// is `None` (an expired record of the id counts as free), else a
-    /// replacement of version `expected`, never of a deleted or expired
-    /// record. Durable as configured before it returns. Fails past the
-    /// size limit ([`Error::TooLarge`]) or for a user the index cannot
-    /// hold ([`Error::InvalidUser`]), writing nothing.
+    /// replacement of version `expected` (whose user was `stored_user`),
+    /// never of a deleted or expired record. Durable as configured before
+    /// it returns. Fails past the size limit ([`Error::TooLarge`]) or for
+    /// a user the index cannot hold ([`Error::InvalidUser`]), writing
+    /// nothing.
+    ///
+    /// [`Error::TooLarge`]: crate::Error::TooLarge
+    /// [`Error::InvalidUser`]: crate::Error::InvalidUser
     pub(crate) fn write_raw(
         &self,
         id: &SessionId,
         expected: Option<u64>,
+        stored_user: Option<&str>,
         user: Option<&str>,
         body: &Body,
     ) -> Result<Written> {
@@ -100,9 +108,13 @@ impl Engine {
         shared.poison.check()?;
         let version = expected.map_or(1, |v| v + 1);
         let value = shared.encode(version, user, body)?;
-        // The user's revocation before the write, to tell whether a log
-        // out everywhere ran into it (see `Written::Revoked`).
-        let revoked_before = match user {
+        // A record that joins a user's index now may slip past a log out
+        // everywhere walking that index: the user's revocation before the
+        // write tells whether one ran into it (see `Written::Revoked`). A
+        // record already in the index needs no such care: a log out
+        // everywhere deletes it, and the version check then fails.
+        let joins = user.filter(|u| stored_user != Some(*u));
+        let revoked_before = match joins {
             Some(u) => self.user_revoked_at(u)?,
             None => None,
         };
@@ -117,8 +129,9 @@ impl Engine {
             }
             Outcome::Missing => return Ok(Written::Missing),
         }
-        if let Some(u) = user
-            && self.user_revoked_at(u)? != revoked_before
+        if let Some(u) = joins
+            && let Some(after) = self.user_revoked_at(u)?
+            && Some(after) != revoked_before
         {
             self.revoke_session(id, now)?;
             let gone = shared.backend.delete(id)?;

@@ -1,15 +1,25 @@
-//! The tower-sessions store under kill -9: a delete (a logout) and a log
-//! out everywhere are durable once they return, in relaxed mode too; in
-//! strict mode every acknowledged create and save is there after the kill.
+//! The tower-sessions store under kill -9 and under power cuts: a delete
+//! (a logout) and a log out everywhere are durable once they return, in
+//! relaxed mode too; in strict mode every acknowledged create and save is
+//! there afterwards.
 //!
 //! The test re-runs its own binary as a child on a store whose background
-//! flush never comes (a 10-minute interval, no backlog bound): whatever is
-//! on disk at the kill is there because a call made it so. The child
+//! flush never comes (a 10-minute interval, no backlog bound). The child
 //! prints `ACK` once its calls have returned and waits; the parent SIGKILLs
-//! it, reopens the store and looks.
+//! it and, in the power-cut tests, cuts the power under it: the child ran
+//! on the lazy file system (`tests/lazyfs/`), which then forgets whatever
+//! was never synced. Then the parent reopens the store and looks. A kill
+//! alone loses only what sled had not yet written to its log; the power
+//! cut loses everything unsynced, so only it shows that a call synced.
 #![cfg(feature = "tower-sessions")]
 
+// The lazy file system uses a part of it.
+mod common;
+#[cfg(target_os = "linux")]
+mod lazyfs;
+
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -104,8 +114,9 @@ fn tower_child() {
     std::process::abort();
 }
 
-fn killed_child(mode: &str) -> (tempfile::TempDir, Vec<Id>) {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// Runs the child on `dir` in `mode` until it acknowledges, then kills it;
+/// returns the ids it acknowledged.
+fn killed_child(mode: &str, dir: &Path) -> Vec<Id> {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--ignored",
@@ -114,7 +125,7 @@ fn killed_child(mode: &str) -> (tempfile::TempDir, Vec<Id>) {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("SESSIONDB_TOWER_DIR", dir.path())
+        .env("SESSIONDB_TOWER_DIR", dir)
         .env("SESSIONDB_TOWER_MODE", mode)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -128,20 +139,18 @@ fn killed_child(mode: &str) -> (tempfile::TempDir, Vec<Id>) {
         .expect("the child acknowledged");
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
-    let ids = ack
-        .split_whitespace()
+    ack.split_whitespace()
         .skip(1)
         .map(|t| t.parse::<Id>().expect("an id"))
-        .collect();
-    (dir, ids)
+        .collect()
 }
 
-fn check(mode: &str, durability: Durability) {
-    let (dir, ids) = killed_child(mode);
+/// Reopens the store in `dir` and checks what the child acknowledged.
+fn check(mode: &str, durability: Durability, dir: &Path, ids: &[Id]) {
     let [logged_out, everywhere_a, everywhere_b, kept, created] = ids[..] else {
         panic!("bad ACK line: {ids:?}");
     };
-    let store = TowerStore::open_with(dir.path(), config(durability))
+    let store = TowerStore::open_with(dir, config(durability))
         .expect("reopen")
         .index_users_at(TowerStore::AXUM_LOGIN_USER)
         .expect("pointer");
@@ -159,7 +168,7 @@ fn check(mode: &str, durability: Durability) {
             assert_eq!(
                 store.load(&id).await.expect("load"),
                 None,
-                "{mode}: {what} came back after kill -9"
+                "{mode}: {what} came back"
             );
         }
         assert!(store.sessions_of("2").await.expect("list").is_empty());
@@ -182,12 +191,44 @@ fn check(mode: &str, durability: Durability) {
     assert!(violations.is_empty(), "{violations:#?}");
 }
 
+fn after_kill(mode: &str, durability: Durability) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ids = killed_child(mode, dir.path());
+    check(mode, durability, dir.path(), &ids);
+}
+
+/// The child on the lazy file system; the power cut after the kill keeps
+/// only what was synced.
+#[cfg(target_os = "linux")]
+fn after_power_cut(mode: &str, durability: Durability) {
+    let backing = tempfile::tempdir().expect("temp dir");
+    let at = tempfile::tempdir().expect("mount point");
+    let Some(m) = lazyfs::LazyMount::mount_or_skip(backing.path(), at.path()) else {
+        return;
+    };
+    let ids = killed_child(mode, &m.path().join("store"));
+    m.cut_power(lazyfs::Cut::Clean).expect("cut the power");
+    check(mode, durability, &backing.path().join("store"), &ids);
+}
+
 #[test]
 fn deletes_and_log_out_everywhere_are_durable_in_relaxed_mode() {
-    check("relaxed", Durability::Relaxed);
+    after_kill("relaxed", Durability::Relaxed);
 }
 
 #[test]
 fn every_acknowledged_write_is_durable_in_strict_mode() {
-    check("strict", Durability::Strict);
+    after_kill("strict", Durability::Strict);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn deletes_and_log_out_everywhere_survive_a_power_cut_in_relaxed_mode() {
+    after_power_cut("relaxed", Durability::Relaxed);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn every_acknowledged_write_survives_a_power_cut_in_strict_mode() {
+    after_power_cut("strict", Durability::Strict);
 }

@@ -55,7 +55,7 @@
 //!
 //! A log out everywhere that runs while a record joins its user's index
 //! (a create, or a save that sets the user) wins: the record is deleted
-//! again. A save of a record already in the index needs no such care (a
+//! again; so does one in the very millisecond the write began (a tie). A save of a record already in the index needs no such care (a
 //! log out everywhere deletes it, and the save's version check then
 //! fails), so "log out everywhere else" never takes the session it keeps.
 //! Limits:

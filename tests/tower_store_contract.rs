@@ -538,7 +538,9 @@ fn a_log_out_everywhere_during_a_create_wins() {
             "a create that raced a log out everywhere of its user survived it"
         );
         env.assert_sound();
-        // Without the race a login after a log out everywhere stands.
+        // Without the race a login after a log out everywhere stands (in a
+        // later millisecond: a tie goes to the log out everywhere).
+        env.clock.advance(Duration::from_millis(1));
         let mut after = env.record(600, &[logged_in(json!(7))]);
         env.store.create(&mut after).await.expect("create");
         assert!(env.store.load(&after.id).await.expect("load").is_some());
@@ -646,6 +648,9 @@ fn saves_racing_a_log_out_everywhere_never_bring_a_session_back() {
     let env = sled(Durability::Relaxed);
     let rt = rt();
     for round in 0..300 {
+        // A new millisecond: a create in the millisecond of a log out
+        // everywhere of its user loses to it.
+        env.clock.advance(Duration::from_millis(1));
         let records: Vec<Record> = rt.block_on(async {
             let mut v = Vec::new();
             for i in 0..3 {

@@ -36,9 +36,10 @@ pub(crate) enum Written {
     /// Not stored: the record to replace is gone or expired.
     Missing,
     /// Stored, then deleted again: a log out everywhere of its user was
-    /// recorded while it was written, and its walk of the user's index may
-    /// have passed the record's place before the write landed. It wins,
-    /// as it does over an engine login in the same race.
+    /// recorded while it was written (or in the same millisecond), and its
+    /// walk of the user's index may have passed the record's place before
+    /// the write landed. It wins, as it does over an engine login in the
+    /// same race.
     Revoked,
 }
 
@@ -114,6 +115,7 @@ impl Engine {
         // record already in the index needs no such care: a log out
         // everywhere deletes it, and the version check then fails.
         let joins = user.filter(|u| stored_user != Some(*u));
+        let began = shared.now();
         let revoked_before = match joins {
             Some(u) => self.user_revoked_at(u)?,
             None => None,
@@ -129,9 +131,13 @@ impl Engine {
             }
             Outcome::Missing => return Ok(Written::Missing),
         }
+        // Revoked if a log out everywhere of the user was recorded during
+        // the write, or is stamped in or after the millisecond the write
+        // began (two in one millisecond leave the stamp unchanged; a tie
+        // goes to the log out everywhere).
         if let Some(u) = joins
             && let Some(after) = self.user_revoked_at(u)?
-            && Some(after) != revoked_before
+            && (Some(after) != revoked_before || after >= began)
         {
             self.revoke_session(id, now)?;
             let gone = shared.backend.delete(id)?;

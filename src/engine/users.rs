@@ -144,16 +144,10 @@ impl Engine {
         // First the revocation, then the deletions: an import racing this
         // call either meets the revocation or is deleted by the walk.
         let now = self.shared.now();
-        let key = revocation::user_key(user);
-        // Later than any earlier log out everywhere of the user, even one
-        // in the same millisecond: a write racing this one tells that a log
-        // out everywhere ran into it by the revocation changing.
-        let at = match self.shared.backend.revoked_at(&key, now)? {
-            Some(earlier) if earlier >= now => earlier.saturating_add(1),
-            _ => now,
-        };
-        let until = at.saturating_add(self.shared.horizon_ms);
-        self.shared.backend.revoke(&key, at, until)?;
+        let until = now.saturating_add(self.shared.horizon_ms);
+        self.shared
+            .backend
+            .revoke(&revocation::user_key(user), now, until)?;
         let mut n = 0;
         self.each_of_user(user, |id| {
             if Some(&id) == keep {

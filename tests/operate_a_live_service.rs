@@ -10,8 +10,7 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -29,32 +28,14 @@ fn http(
     cookie: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Option<String>, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some(c) = cookie {
-        head.push_str(&format!("Cookie: {c}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    if !body.is_empty() {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    write!(s, "{head}\r\n{body}").expect("send");
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).expect("reply");
-    let status = reply
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status: {reply}"));
-    let (headers, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
-    let cookie = headers.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        (name.eq_ignore_ascii_case("set-cookie"))
-            .then(|| value.trim().split(';').next().unwrap_or("").to_owned())
-    });
-    (status, cookie, body.to_owned())
+    let r = common::http(
+        port,
+        method,
+        path,
+        cookie,
+        body.map(|b| ("application/json", b)),
+    );
+    (r.status, r.cookie, r.body)
 }
 
 /// Logs `user` in; returns the session's cookie.

@@ -645,11 +645,11 @@ pub fn http(
         head.push_str(&format!("Cookie: {c}\r\n"));
     }
     let (content_type, body) = body.unwrap_or(("", ""));
-    if !content_type.is_empty() || method == "POST" {
-        head.push_str(&format!(
-            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+    if !content_type.is_empty() {
+        head.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     write!(s, "{head}\r\n{body}").expect("send");
     let mut reply = String::new();

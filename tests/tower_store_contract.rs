@@ -660,20 +660,25 @@ fn saves_racing_a_log_out_everywhere_never_bring_a_session_back() {
             }
             v
         });
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+        let stop = Arc::new(AtomicBool::new(false));
+        // Saves each saver has finished.
+        let done: Arc<Vec<AtomicU64>> = Arc::new((0..3).map(|_| AtomicU64::new(0)).collect());
         let savers: Vec<_> = records
             .iter()
             .cloned()
-            .map(|mut r| {
+            .enumerate()
+            .map(|(i, mut r)| {
                 let store = env.store.clone();
-                let stop = stop.clone();
+                let (stop, done) = (stop.clone(), done.clone());
                 let handle = rt.handle().clone();
                 std::thread::spawn(move || {
                     let mut n = 0u64;
-                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    while !stop.load(SeqCst) {
                         n += 1;
                         r.data.insert("n".into(), json!(n));
                         handle.block_on(store.save(&r)).expect("save");
+                        done[i].fetch_add(1, SeqCst);
                     }
                 })
             })
@@ -682,9 +687,15 @@ fn saves_racing_a_log_out_everywhere_never_bring_a_session_back() {
             .block_on(env.store.destroy_user("7", None))
             .expect("destroy");
         assert_eq!(destroyed, 3, "round {round}");
-        // Saves still running after the log out everywhere returned.
-        std::thread::sleep(Duration::from_micros(200));
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Every saver saves twice more after the log out everywhere
+        // returned (counted, not timed), in a later millisecond (so no tie
+        // with the log out everywhere covers for the save), then stops.
+        env.clock.advance(Duration::from_millis(1));
+        let after: Vec<u64> = done.iter().map(|d| d.load(SeqCst)).collect();
+        while done.iter().zip(&after).any(|(d, a)| d.load(SeqCst) < a + 2) {
+            std::thread::yield_now();
+        }
+        stop.store(true, SeqCst);
         for s in savers {
             s.join().expect("saver");
         }

@@ -20,6 +20,7 @@ RESULTS = os.path.join(ROOT, "target", "bench-results", "results.jsonl")
 
 BASELINE = "mutex-hashmap"
 SLED = "sessiondb-sled-relaxed"
+V1 = "sessiondb-sled-v1"
 
 GROUPS = [
     ("load_hit", "load of a live session from its Cookie header (10k live)"),
@@ -206,14 +207,20 @@ def main():
 
     sustained = [r for r in rows if r["suite"] == "sustained"]
     floors = {r["workload"]: r for r in sustained if r["workload"].startswith("floor_")}
-    sustained = [r for r in sustained if not r["workload"].startswith("floor_")]
+    sustained_all = [r for r in sustained if not r["workload"].startswith("floor_")]
+    # The engine's first write path, run beside the current one.
+    sustained_v1 = [r for r in sustained_all if r["contender"] == "sessiondb-sled-v1"]
+    sustained = [r for r in sustained_all if r["contender"] != "sessiondb-sled-v1"]
     if sustained:
         secs = int(sustained[0]["secs"])
         p(f"## Sustained relaxed creates ({secs} s per run)\n")
+        p("`v1`: the engine's first write path (`Config::write_path_v1`: a transaction per "
+          "batch, expiry entries moved on every touch), in the same run.\n")
         p("| run | creates/s | p50 | p99 | max | final flush |")
         p("|---|---:|---:|---:|---:|---:|")
-        for r in sustained:
-            p(f"| {r['workload'].replace('sustained_create_', '')} | {r['creates_per_s']:.0f} | "
+        for r in sustained + sustained_v1:
+            v1 = " (v1)" if r["contender"] == "sessiondb-sled-v1" else ""
+            p(f"| {r['workload'].replace('sustained_create_', '')}{v1} | {r['creates_per_s']:.0f} | "
               f"{r['p50_us']:.0f} µs | {r['p99_us']:.0f} µs | {r['max_us'] / 1000:.1f} ms | "
               f"{r['final_flush_ms']:.1f} ms |")
         p("")
@@ -257,10 +264,11 @@ def main():
         sw = [r for r in scale if r["workload"].startswith("sweep_")]
         if sw:
             p("Sweep of expired sessions while two readers load live ones:\n")
-            p("| expired | sweep time | reader p50 idle / during | reader p99 idle / during | p99 ratio |")
-            p("|---:|---:|---:|---:|---:|")
+            p("| engine | expired | sweep time | reader p50 idle / during | reader p99 idle / during | p99 ratio |")
+            p("|---|---:|---:|---:|---:|---:|")
             for r in sw:
-                p(f"| {int(r['expired'])} | {r['sweep_s']:.2f} s | {r['idle_p50_us']:.1f} / "
+                engine = "v1" if r.get("contender") == "sessiondb-sled-v1" else "current"
+                p(f"| {engine} | {int(r['expired'])} | {r['sweep_s']:.2f} s | {r['idle_p50_us']:.1f} / "
                   f"{r['during_p50_us']:.1f} µs | {r['idle_p99_us']:.1f} / {r['during_p99_us']:.1f} µs | "
                   f"{r['p99_ratio']:.2f}x |")
             p("")
@@ -365,6 +373,48 @@ def main():
                f"{r['rss_bytes_per_session']:.0f} B", r["rss_bytes_per_session"] < 1024)
     else:
         target("memory at 1M sessions", "< 1 KB RSS per live session", "-", None)
+    p("")
+
+    # Write path v2: the current write path against the first one
+    # (`sessiondb-sled-v1`) and tower-sessions' sled store, in this run.
+    p("### Write path v2\n")
+    p("| workload | target | measured | |")
+    p("|---|---|---|---|")
+    for group in ("create_save", "update", "touch", "regenerate", "destroy"):
+        mine, v1, theirs = (med.get((group, c)) for c in (SLED, V1, "tower-sled"))
+        if mine and theirs:
+            v1_note = f" (v1: {v1 / theirs:.2f}x)" if v1 else ""
+            target(f"{group} vs tower-sled", "≤ 1.0x", f"{mine / theirs:.2f}x{v1_note}",
+                   mine <= theirs)
+        else:
+            target(f"{group} vs tower-sled", "≤ 1.0x", "-", None)
+    if best and sled_hit:
+        target("load hit vs the best in-memory map", "≥ 0.5x its throughput",
+               f"{best / sled_hit:.2f}x", best / sled_hit >= 0.5)
+    now1 = next((r for r in sustained if r["workload"] == "sustained_create_1t_bound_1000"), None)
+    old1 = next((r for r in sustained_v1 if r["workload"] == "sustained_create_1t_bound_1000"), None)
+    plain = floors.get("floor_sled_plain_inserts")
+    if now1 and old1 and plain:
+        a, b = now1["creates_per_s"] / old1["creates_per_s"], now1["creates_per_s"] / plain["creates_per_s"]
+        target(f"sustained relaxed creates, 1 thread, {int(now1['secs'])} s",
+               "≥ 2x v1; ≥ bare sled's two plain inserts",
+               f"{now1['creates_per_s']:.0f}/s: {a:.2f}x v1 ({old1['creates_per_s']:.0f}/s), "
+               f"{b:.2f}x the floor ({plain['creates_per_s']:.0f}/s)", a >= 2 and b >= 1)
+    else:
+        target("sustained relaxed creates", "≥ 2x v1; ≥ the plain-insert floor", "-", None)
+    sw_now, sw_old = by.get(("sweep_1000000", SLED)), by.get(("sweep_1000000", V1))
+    if sw_now and sw_old:
+        speed = sw_old["sweep_s"] / sw_now["sweep_s"]
+        target("sweep of 1M expired", "< 30 s or ≥ 3x v1; reader p99 < 2x idle",
+               f"{sw_now['sweep_s']:.1f} s, {speed:.2f}x v1 ({sw_old['sweep_s']:.1f} s); "
+               f"{sw_now['p99_ratio']:.2f}x",
+               (sw_now["sweep_s"] < 30 or speed >= 3) and sw_now["p99_ratio"] < 2)
+    else:
+        target("sweep of 1M expired", "< 30 s or ≥ 3x v1", "-", None)
+    for group, _ in GROUPS:
+        mine, theirs = med.get((group, "sessiondb-redis")), med.get((group, "redis"))
+        if mine and theirs and group != "load_miss_forged":
+            target(f"redis {group}", "≤ 1.2x plain Redis", f"{mine / theirs:.2f}x", mine <= 1.2 * theirs)
     p("")
     # The hand-written analysis of the targets that are missed.
     analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")

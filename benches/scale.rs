@@ -26,9 +26,13 @@ struct Out;
 
 impl Out {
     fn emit(&mut self, workload: &str, fields: &[(&str, f64)]) {
+        self.emit_as("sessiondb-sled-relaxed", workload, fields);
+    }
+
+    fn emit_as(&mut self, contender: &str, workload: &str, fields: &[(&str, f64)]) {
         let shown: Vec<String> = fields.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
-        println!("  {workload}: {}", shown.join(", "));
-        contenders::emit("scale", workload, "sessiondb-sled-relaxed", fields);
+        println!("  {workload} ({contender}): {}", shown.join(", "));
+        contenders::emit("scale", workload, contender, fields);
     }
 }
 
@@ -142,11 +146,14 @@ fn latency_at(out: &mut Out, n: usize) {
 }
 
 /// Two readers load live sessions all along; `n` expired sessions are
-/// swept. Reader latencies before (idle) and during the sweep.
-fn sweep(out: &mut Out, n: usize) {
+/// swept. Reader latencies before (idle) and during the sweep. `v1`: the
+/// engine's first write path (`Config::write_path_v1`), for the
+/// side-by-side.
+fn sweep(out: &mut Out, n: usize, v1: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = ManualClock::new(contenders::T0);
-    let engine = Arc::new(Engine::open(dir.path(), config(&clock)).expect("open"));
+    let config = config(&clock).write_path_v1(v1);
+    let engine = Arc::new(Engine::open(dir.path(), config).expect("open"));
     populate(&engine, n, usize::MAX);
     // Past the absolute timeout (24 h): all of them expire.
     clock.advance(Duration::from_secs(25 * 3600));
@@ -203,7 +210,12 @@ fn sweep(out: &mut Out, n: usize) {
     assert_eq!(swept, n as u64, "the sweep deletes exactly the expired");
     let idle_p99 = pct(&mut idle, 0.99);
     let during_p99 = pct(&mut during, 0.99);
-    out.emit(
+    let contender = match v1 {
+        true => "sessiondb-sled-v1",
+        false => "sessiondb-sled-relaxed",
+    };
+    out.emit_as(
+        contender,
         &format!("sweep_{n}"),
         &[
             ("expired", n as f64),
@@ -371,7 +383,8 @@ fn main() {
             Err(_) => vec![10_000],
         };
         for n in sizes {
-            sweep(&mut out, n);
+            sweep(&mut out, n, false);
+            sweep(&mut out, n, true);
         }
     }
     if !full {

@@ -22,10 +22,12 @@ use std::time::{Duration, Instant};
 
 use sessiondb::{Engine, ManualClock};
 
-fn run(threads: usize, bound: Option<usize>, secs: u64) {
+/// `v1`: the engine's first write path (`Config::write_path_v1`), for the
+/// side-by-side.
+fn run(threads: usize, bound: Option<usize>, secs: u64, v1: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = ManualClock::new(contenders::T0);
-    let mut config = contenders::config(&clock);
+    let mut config = contenders::config(&clock).write_path_v1(v1);
     config = match bound {
         Some(n) => config.max_unflushed_writes(n),
         None => config
@@ -68,15 +70,19 @@ fn run(threads: usize, bound: Option<usize>, secs: u64) {
     let rate = n as f64 / elapsed;
     let max = f64::from(latencies_us[n - 1]);
     let flush_ms = final_flush.as_secs_f64() * 1000.0;
+    let contender = match v1 {
+        true => "sessiondb-sled-v1",
+        false => "sessiondb-sled-relaxed",
+    };
     println!(
-        "| {threads} | {bound_name} | {n} | {rate:.0} | {} | {} | {max} | {flush_ms:.1} |",
+        "| {contender} | {threads} | {bound_name} | {n} | {rate:.0} | {} | {} | {max} | {flush_ms:.1} |",
         pct(0.50),
         pct(0.99),
     );
     contenders::emit(
         "sustained",
         &format!("sustained_create_{threads}t_bound_{bound_name}"),
-        "sessiondb-sled-relaxed",
+        contender,
         &[
             ("secs", secs as f64),
             ("creates_per_s", rate),
@@ -163,12 +169,13 @@ fn main() {
     let secs = contenders::secs(20);
     println!("sustained relaxed creates of ~200-byte sessions, {secs} s per run");
     println!(
-        "| threads | backlog bound | creates | per s | p50 µs | p99 µs | max µs | final flush ms |"
+        "| engine | threads | backlog bound | creates | per s | p50 µs | p99 µs | max µs | final flush ms |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
-    run(1, Some(1000), secs);
-    run(8, Some(1000), secs);
-    run(1, None, secs);
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    run(1, Some(1000), secs, false);
+    run(8, Some(1000), secs, false);
+    run(1, None, secs, false);
+    run(1, Some(1000), secs, true);
     let len = contenders::record_len();
     floor(true, len, secs);
     floor(false, len, secs);

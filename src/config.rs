@@ -57,6 +57,7 @@ pub struct Config {
     clock: Arc<dyn Clock>,
     cache_capacity: u64,
     max_sessions_per_user: usize,
+    write_path_v1: bool,
 }
 
 impl Config {
@@ -80,6 +81,7 @@ impl Config {
             clock: Arc::new(SystemClock),
             cache_capacity: 128 * 1024 * 1024,
             max_sessions_per_user: 100,
+            write_path_v1: false,
         }
     }
 
@@ -174,6 +176,16 @@ impl Config {
     #[doc(hidden)]
     pub fn control_idle_timeout(mut self, idle: Duration) -> Self {
         self.control_idle = idle;
+        self
+    }
+
+    /// The sled store's first write path: every batch of writes one sled
+    /// transaction over all trees, and an expiry entry moved with every
+    /// change of a session's expiry. Slower; kept so that the benchmarks
+    /// can run the old design beside the new one. Default `false`.
+    #[doc(hidden)]
+    pub fn write_path_v1(mut self, on: bool) -> Self {
+        self.write_path_v1 = on;
         self
     }
 
@@ -282,6 +294,7 @@ impl Config {
             clock: self.clock,
             cache_capacity: self.cache_capacity,
             max_sessions_per_user: self.max_sessions_per_user,
+            write_path_v1: self.write_path_v1,
         })
     }
 }
@@ -306,4 +319,5 @@ pub(crate) struct Settings {
     pub clock: Arc<dyn Clock>,
     pub cache_capacity: u64,
     pub max_sessions_per_user: usize,
+    pub write_path_v1: bool,
 }

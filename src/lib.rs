@@ -90,10 +90,28 @@
 //! # Storage
 //!
 //! The default backend keeps three sled trees in the store's directory:
-//! `sessions` (id → record), `expiry` (expiry time, id) and `users` (user,
-//! id). Every change that touches more than one tree is one sled
-//! transaction, so the indexes never disagree with the sessions, whatever
-//! instant a crash comes at. A fourth tree, `revoked`, remembers what was
+//! `sessions` (id → record), `expiry` (time, id) and `users` (user, id).
+//! One thread applies every write to them, as plain inserts and removes in
+//! an order chosen so that any prefix of them keeps the invariants (sled
+//! keeps a prefix of its log after a crash). The invariants, which
+//! [`Admin::check`] checks:
+//!
+//! 1. every session has exactly one `expiry` entry, at or before its
+//!    expiry: a touch or an update that moves the expiry later writes the
+//!    record alone and leaves the entry behind (the record says where it
+//!    is), and the sweeper re-files an entry it finds due on a session that
+//!    lives on. Expiry is checked on every read, so an early entry changes
+//!    nothing anyone sees; an entry after the expiry is never written;
+//! 2. a session's `users` entry exists exactly when the session names a
+//!    user;
+//! 3. an index entry that agrees with no session (a *stale* entry,
+//!    [`Violation::is_stale_entry`]) exists only where a crash cut a write
+//!    short, because a session's new entries are written before it and its
+//!    removal comes before its old entries'. A stale entry makes nothing
+//!    live or listed (readers re-check the session); the check at open
+//!    removes it.
+//!
+//! A fourth tree, `revoked`, remembers what was
 //! revoked (each destroyed id, the id a login replaced, each user logged
 //! out everywhere and when) for the longest absolute timeout the store has
 //! been opened with, so that [`Admin::import`] of an older export cannot
@@ -109,7 +127,7 @@
 //!
 //! - **Relaxed** ([`Durability::Relaxed`], the default): a write returns once
 //!   it is decided and queued in memory; one thread applies the queue to
-//!   sled in batched transactions, and loads see it at once. sled writes its
+//!   sled in order, and loads see it at once. sled writes its
 //!   log and syncs it (`fsync`) every [`Config::flush_every`] (500 ms), and
 //!   the engine flushes after [`Config::max_unflushed_writes`] (1000) writes
 //!   at the latest, so the backlog, and the time any flush takes, stay
@@ -134,8 +152,7 @@
 //!   it, so the engine does: the store directory (and any parents it makes)
 //!   at open, sled's `conf` once sled has opened, and the directory again
 //!   at any flush that finds its names changed (a new snapshot). Writers
-//!   that wait at the same time share one flush (group commit), and the sled
-//!   backend also applies concurrent writes in one shared transaction.
+//!   that wait at the same time share one flush (group commit).
 //!   Touches (a read moving `last_seen`) and sweeper deletions never wait:
 //!   losing one is harmless, because expiry is re-checked on every read.
 //! - **Tested against power loss**, not only against a kill:
@@ -144,7 +161,8 @@
 //!   included), cuts the power under it mid-write, and checks the store
 //!   that survives: strict keeps every acknowledged write, relaxed every
 //!   write older than its window, both every revocation and every
-//!   invariant, with nothing for open to repair. The engine keeps records
+//!   invariant, with nothing but stale index entries for open to remove.
+//!   The engine keeps records
 //!   small enough that sled never writes a blob file, the one part of
 //!   sled 0.34 that a power cut can leave unreadable (see
 //!   [`MAX_SESSION_BYTES`]); should sled panic on a damaged store anyway,
@@ -194,8 +212,9 @@
 //!
 //! Each engine runs one background thread, `sessiondb-sweep`, that deletes
 //! expired sessions every [`Config::sweep_interval`] in batches of
-//! [`Config::sweep_batch`], re-checking each inside the transaction that
-//! deletes it. It is cleanup, not correctness. Tests inject a
+//! [`Config::sweep_batch`], re-reading each session in the write that
+//! deletes it (a request may have touched it since), and re-filing the
+//! entries of sessions that live on. It is cleanup, not correctness. Tests inject a
 //! [`ManualClock`] and call [`Admin::sweep_now`] instead of sleeping.
 
 // Library code never panics on a failed Result; tests may.
@@ -224,7 +243,9 @@ pub mod web;
 pub use backend::memory::MemoryBackend;
 #[cfg(feature = "redis")]
 pub use backend::redis::{RedisBackend, RedisOptions};
-pub use backend::{Backend, BackendStats, Maintenance, Outcome, Stored, UserPage, Violation};
+pub use backend::{
+    Backend, BackendStats, Maintenance, Outcome, Revocation, Sliding, Stored, UserPage, Violation,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Durability, MAX_SESSION_BYTES};
 pub use cookie::{
@@ -235,7 +256,7 @@ pub use engine::{
 };
 pub use error::{BoxError, Error, Result};
 pub use metrics::Metrics;
-pub use record::{FORMAT_VERSION, FormatError};
+pub use record::{FORMAT_VERSION, FORMAT_VERSION_LAGGING, FormatError};
 pub use session::Session;
 pub use token::{Key, KeyRing, Purpose, SessionId, TOKEN_VERSION, Token};
 #[cfg(feature = "tower-sessions")]

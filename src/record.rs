@@ -15,6 +15,26 @@
 //!   19+n    ..   body: bincode 2 (standard config, serde) of `Body`
 //! ```
 //!
+//! # Version 2: a record whose expiry entry lags
+//!
+//! The same, with one more field after `expires_at`:
+//!
+//! ```text
+//!   0       1    format version, 0x02
+//!   1       8    record version
+//!   9       8    expires_at
+//!   17      8    indexed_at: the time of the session's `expiry` entry,
+//!                at or before expires_at (a decoder refuses one after it)
+//!   25      2    user id length n
+//!   27      n    user id
+//!   27+n    ..   body
+//! ```
+//!
+//! A touch or an update that only moves a session's expiry later leaves
+//! its `expiry` entry where it was (see the sled backend); the record then
+//! says where that entry is. A version 1 record's entry is at its
+//! `expires_at`, and a record whose entry is there is written as version 1.
+//!
 //! The fixed header lets a backend keep its indexes (expiry, user) and check
 //! versions without decoding the body, and lets a reader drop an expired
 //! session before paying for bincode. The body holds the times and the named
@@ -32,9 +52,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Current stored-value format version.
+/// The stored-value format of a record whose expiry entry is at its
+/// expiry time, which every record starts as.
 pub const FORMAT_VERSION: u8 = 1;
+/// The stored-value format of a record whose expiry entry lags behind its
+/// expiry time.
+pub const FORMAT_VERSION_LAGGING: u8 = 2;
 const HEADER_LEN: usize = 19;
+const HEADER_LEN_LAGGING: usize = 27;
 /// The longest user id, in bytes.
 pub const MAX_USER_LEN: usize = 1024;
 /// Upper bound on what decoding one body may allocate.
@@ -76,6 +101,15 @@ pub enum FormatError {
     /// one per write, so only damage gets there.
     #[error("record version {0} is past the largest a store can reach")]
     VersionOutOfRange(u64),
+    /// A version 2 record whose expiry entry would come after its expiry:
+    /// entries may lag, never lead.
+    #[error("record's expiry entry at {indexed_at} is after its expiry at {expires_at}")]
+    IndexLeads {
+        /// The time of the entry the record names.
+        indexed_at: u64,
+        /// The record's expiry.
+        expires_at: u64,
+    },
 }
 
 /// The header fields of a stored value, borrowed from its bytes.
@@ -87,6 +121,9 @@ pub struct Meta<'a> {
     pub version: u64,
     /// When the session expires, ms since the Unix epoch.
     pub expires_at: u64,
+    /// The time of the session's `expiry` entry: `expires_at`, or earlier
+    /// where the entry lags (format version 2).
+    pub indexed_at: u64,
     /// The user the session belongs to, if any.
     pub user: Option<&'a str>,
 }
@@ -96,6 +133,7 @@ impl std::fmt::Debug for Meta<'_> {
         f.debug_struct("Meta")
             .field("version", &self.version)
             .field("expires_at", &self.expires_at)
+            .field("indexed_at", &self.indexed_at)
             .field("has_user", &self.user.is_some())
             .finish()
     }
@@ -105,15 +143,16 @@ impl<'a> Meta<'a> {
     /// Reads the header of a stored value; returns it and the body bytes.
     pub fn parse(bytes: &'a [u8]) -> Result<(Self, &'a [u8]), FormatError> {
         let truncated = FormatError::Truncated { len: bytes.len() };
-        let Some((header, rest)) = bytes.split_first_chunk::<HEADER_LEN>() else {
-            return match bytes.first() {
-                Some(&v) if v != FORMAT_VERSION => Err(FormatError::UnknownVersion(v)),
-                _ => Err(truncated),
-            };
+        let header_len = match bytes.first() {
+            None => return Err(truncated),
+            Some(&FORMAT_VERSION) => HEADER_LEN,
+            Some(&FORMAT_VERSION_LAGGING) => HEADER_LEN_LAGGING,
+            Some(&v) => return Err(FormatError::UnknownVersion(v)),
         };
-        if header[0] != FORMAT_VERSION {
-            return Err(FormatError::UnknownVersion(header[0]));
+        if bytes.len() < header_len {
+            return Err(truncated);
         }
+        let (header, rest) = bytes.split_at(header_len);
         let u64_at = |i: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&header[i..i + 8]);
@@ -124,7 +163,20 @@ impl<'a> Meta<'a> {
             return Err(FormatError::VersionOutOfRange(version));
         }
         let expires_at = u64_at(9);
-        let user_len = usize::from(u16::from_be_bytes([header[17], header[18]]));
+        let indexed_at = match header_len {
+            HEADER_LEN_LAGGING => u64_at(17),
+            _ => expires_at,
+        };
+        if indexed_at > expires_at {
+            return Err(FormatError::IndexLeads {
+                indexed_at,
+                expires_at,
+            });
+        }
+        let user_len = usize::from(u16::from_be_bytes([
+            header[header_len - 2],
+            header[header_len - 1],
+        ]));
         if rest.len() < user_len {
             return Err(truncated);
         }
@@ -137,11 +189,43 @@ impl<'a> Meta<'a> {
             Meta {
                 version,
                 expires_at,
+                indexed_at,
                 user,
             },
             body,
         ))
     }
+}
+
+/// The same stored value with its expiry entry at `indexed_at` (at or
+/// before its expiry): version 2 where the entry lags, version 1 where it
+/// is at the expiry.
+pub fn with_indexed_at(bytes: &[u8], indexed_at: u64) -> Result<Vec<u8>, FormatError> {
+    let (meta, body) = Meta::parse(bytes)?;
+    if indexed_at > meta.expires_at {
+        return Err(FormatError::IndexLeads {
+            indexed_at,
+            expires_at: meta.expires_at,
+        });
+    }
+    let user = meta.user.unwrap_or("");
+    // The user's length fit the header it came from.
+    let user_len = user.len() as u16;
+    let lagging = indexed_at != meta.expires_at;
+    let mut out = Vec::with_capacity(HEADER_LEN_LAGGING + user.len() + body.len());
+    out.push(match lagging {
+        true => FORMAT_VERSION_LAGGING,
+        false => FORMAT_VERSION,
+    });
+    out.extend_from_slice(&meta.version.to_be_bytes());
+    out.extend_from_slice(&meta.expires_at.to_be_bytes());
+    if lagging {
+        out.extend_from_slice(&indexed_at.to_be_bytes());
+    }
+    out.extend_from_slice(&user_len.to_be_bytes());
+    out.extend_from_slice(user.as_bytes());
+    out.extend_from_slice(body);
+    Ok(out)
 }
 
 /// The body of a record: times and named values.
@@ -303,6 +387,40 @@ mod tests {
         assert_eq!(b.expires_at(), 6_000);
     }
 
+    /// A lagging record names its entry and keeps everything else; one
+    /// whose entry is back at its expiry is version 1 again, byte for byte.
+    #[test]
+    fn a_lagging_entry_round_trips_and_never_leads() {
+        let good = encode(5, Some("bob"), &body()).expect("encodes");
+        let (m, b) = decode(&good).expect("decodes");
+        assert_eq!((m.indexed_at, m.expires_at), (7_000, 7_000));
+        let lagging = with_indexed_at(&good, 6_000).expect("reframes");
+        assert_eq!(lagging[0], FORMAT_VERSION_LAGGING);
+        assert_eq!(lagging.len(), good.len() + 8);
+        let (lm, lb) = decode(&lagging).expect("decodes");
+        assert_eq!(lm.indexed_at, 6_000);
+        assert_eq!(
+            (lm.version, lm.expires_at, lm.user),
+            (5, 7_000, Some("bob"))
+        );
+        assert_eq!(lb, b);
+        assert_eq!(with_indexed_at(&lagging, 7_000).expect("reframes"), good);
+        assert!(matches!(
+            with_indexed_at(&good, 7_001),
+            Err(FormatError::IndexLeads { .. })
+        ));
+        // Stored bytes whose entry leads are damage, not a record.
+        let mut leads = lagging.clone();
+        leads[17..25].copy_from_slice(&7_001u64.to_be_bytes());
+        assert!(matches!(
+            decode(&leads),
+            Err(FormatError::IndexLeads {
+                indexed_at: 7_001,
+                expires_at: 7_000
+            })
+        ));
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let good = encode(1, Some("bob"), &body()).expect("encodes");
@@ -310,11 +428,15 @@ mod tests {
             assert!(decode(&good[..len]).is_err(), "prefix of {len} bytes");
         }
         let mut unknown = good.clone();
-        unknown[0] = 2;
+        unknown[0] = 3;
         assert!(matches!(
             decode(&unknown),
-            Err(FormatError::UnknownVersion(2))
+            Err(FormatError::UnknownVersion(3))
         ));
+        let lagging = with_indexed_at(&good, 100).expect("reframes");
+        for len in 0..lagging.len() {
+            assert!(decode(&lagging[..len]).is_err(), "prefix of {len} bytes");
+        }
         assert!(matches!(decode(&[7]), Err(FormatError::UnknownVersion(7))));
         let mut trailing = good.clone();
         trailing.push(0);

@@ -96,19 +96,25 @@ pub(crate) fn pass(
     mut after_delete: impl FnMut() -> Result<()>,
 ) -> Result<u64> {
     let mut deleted = 0u64;
+    let mut last = Vec::new();
     loop {
         let ids = backend.expired(now, batch)?;
-        let n = backend.delete_expired(&ids, now)?;
-        deleted += n;
-        let progress = n > 0;
-        if progress {
-            after_delete()?;
-        }
-        // A short batch is the last; a batch that deleted nothing holds only
-        // entries `check` reports, which re-reading would not change.
-        if ids.len() < batch || !progress {
+        // The same batch again: it holds only entries that re-reading does
+        // not change (stale ones, which `check` reports).
+        if ids.is_empty() || ids == last {
             break;
         }
+        let n = backend.delete_expired(&ids, now)?;
+        deleted += n;
+        if n > 0 {
+            after_delete()?;
+        }
+        // A short batch is the last. A full one that deleted nothing may
+        // have re-filed lagging entries of live sessions: look again.
+        if ids.len() < batch {
+            break;
+        }
+        last = ids;
     }
     while backend.forget_revocations(now, batch)? >= batch as u64 {}
     counters.swept.fetch_add(deleted, Ordering::Relaxed);

@@ -20,6 +20,7 @@ mod common;
 mod harness;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::Rng;
 use harness::{Mix, Required};
@@ -64,10 +65,14 @@ fn one_kill(seed: u64, strict: bool) -> (usize, bool, Vec<String>) {
     let recovery = engine
         .recovery()
         .unwrap_or_else(|| panic!("seed {seed}: kill not detected"));
+    // A kill may cut a write's ordered steps short: that leaves stale
+    // index entries (which open removed), never a session without its
+    // entries, never a damaged record.
     assert!(
-        recovery.found.is_empty(),
+        recovery.found.iter().all(|v| v.is_stale_entry()),
         "seed {seed} strict={strict}: at open: {recovery:#?}"
     );
+    STALE_ENTRIES.fetch_add(recovery.found.len() as u64, Ordering::Relaxed);
     let violations = engine.admin().check().expect("check");
     assert!(
         violations.is_empty(),
@@ -84,6 +89,9 @@ fn one_kill(seed: u64, strict: bool) -> (usize, bool, Vec<String>) {
     }
     (child.acked(), running, child.in_flight())
 }
+
+/// Stale index entries the opens after a kill found (and removed).
+static STALE_ENTRIES: AtomicU64 = AtomicU64::new(0);
 
 #[test]
 fn kill9_loop() {
@@ -111,6 +119,10 @@ fn kill9_loop() {
          operations, {killed_running} kills while the child ran"
     );
     eprintln!("kill9_loop: kills that caught an operation in flight, by kind/mode: {during:?}");
+    eprintln!(
+        "kill9_loop: stale index entries found and removed at open: {}",
+        STALE_ENTRIES.load(Ordering::Relaxed)
+    );
     assert_eq!(
         killed_running, kills,
         "every kill must land while the child writes"

@@ -8,7 +8,8 @@
 //! contender the same HMAC.
 //!
 //! - `sessiondb-sled-relaxed`, `sessiondb-sled-strict`, `sessiondb-memory`:
-//!   the engine.
+//!   the engine; `sessiondb-sled-v1`: the engine on sled with its first
+//!   write path (`Config::write_path_v1`), relaxed, for the side-by-side.
 //! - `mutex-hashmap`: a `Mutex<HashMap>` of decoded sessions, the seeds'
 //!   global `container` dict; `dashmap`: the same, sharded.
 //! - `tower-memory`, `tower-sled`, `tower-sqlite`: the stores a Rust user
@@ -166,6 +167,21 @@ impl SessionDb {
         };
         Self {
             name,
+            engine,
+            clock,
+            _dir: Some(dir),
+        }
+    }
+
+    /// The engine on sled with its first write path (a transaction per
+    /// batch, an expiry entry moved on every touch), relaxed: the old
+    /// design beside the new one.
+    pub fn sled_v1() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = ManualClock::new(T0);
+        let engine = Engine::open(dir.path(), config(&clock).write_path_v1(true)).expect("open");
+        Self {
+            name: "sessiondb-sled-v1",
             engine,
             clock,
             _dir: Some(dir),
@@ -778,6 +794,7 @@ impl Contender for Redis {
 pub fn all(strict: bool) -> Vec<Box<dyn Contender>> {
     let mut v: Vec<Box<dyn Contender>> = vec![
         Box::new(SessionDb::sled(Durability::Relaxed)),
+        Box::new(SessionDb::sled_v1()),
         Box::new(SessionDb::memory()),
         Box::new(mutex_hashmap()),
         Box::new(dashmap()),

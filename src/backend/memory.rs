@@ -146,6 +146,9 @@ impl Trees for Txn<'_> {
             .insert(key.to_vec(), value.to_vec());
         Ok(())
     }
+    fn may_lag(&self) -> bool {
+        true
+    }
 }
 
 impl Backend for MemoryBackend {
@@ -301,10 +304,17 @@ impl Maintenance for MemoryBackend {
 
     fn stats(&self, now_ms: u64) -> Result<BackendStats> {
         let state = self.read();
+        // A due entry may lag behind a session that lives on: count the
+        // sessions that really expired.
         let expired_pending = state
             .expiry
             .iter()
-            .take_while(|k| keys::parse_expiry(&k[..]).is_some_and(|(at, _)| at <= now_ms))
+            .map_while(|k| keys::parse_expiry(&k[..]).filter(|(at, _)| *at <= now_ms))
+            .filter(|(_, id)| {
+                state.sessions.get(id).is_some_and(|v| {
+                    crate::record::Meta::parse(v).is_ok_and(|(m, _)| m.expires_at <= now_ms)
+                })
+            })
             .count() as u64;
         let mut users = 0u64;
         let mut last: Option<Vec<u8>> = None;

@@ -85,14 +85,15 @@ pub enum Violation {
         /// What the decoder said.
         reason: String,
     },
-    /// A session without an `expiry` entry at its expiry time.
+    /// A session without an `expiry` entry at the time its record names
+    /// (its expiry, or earlier where the entry lags).
     MissingExpiry {
         /// The session.
         id: SessionId,
-        /// Its expiry time, which has no entry.
+        /// The time its record names for its entry, which has none.
         expires_at: u64,
     },
-    /// An `expiry` entry whose session is absent or expires at another time.
+    /// An `expiry` entry whose session is absent or names another time.
     OrphanExpiry {
         /// The id in the entry.
         id: SessionId,
@@ -122,6 +123,21 @@ pub enum Violation {
     },
 }
 
+impl Violation {
+    /// An index entry that agrees with no session (`OrphanExpiry`,
+    /// `OrphanUser`): what a crash that cut a write short can leave on the
+    /// sled store, whose writes reach disk as ordered steps (see the crate
+    /// docs, "Invariants"). It makes nothing live or listed that is not
+    /// (readers re-check the session), and the check at open removes it.
+    /// Every other violation is damage.
+    pub fn is_stale_entry(&self) -> bool {
+        matches!(
+            self,
+            Violation::OrphanExpiry { .. } | Violation::OrphanUser { .. }
+        )
+    }
+}
+
 impl fmt::Debug for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -148,12 +164,12 @@ impl fmt::Display for Violation {
             }
             Violation::MissingExpiry { id, expires_at } => write!(
                 f,
-                "session {}: no expiry entry at its expiry time {expires_at}",
+                "session {}: no expiry entry at {expires_at}, where its record says it is",
                 id.hint()
             ),
             Violation::OrphanExpiry { id, at } => write!(
                 f,
-                "expiry entry at {at} for session {}, which is absent or expires at another time",
+                "stale expiry entry at {at} for session {}, which is absent or indexed at another time",
                 id.hint()
             ),
             Violation::MissingUser { id, user } => {
@@ -161,12 +177,36 @@ impl fmt::Display for Violation {
             }
             Violation::OrphanUser { id, user } => write!(
                 f,
-                "users entry {user:?} for session {}, which is absent or names another user",
+                "stale users entry {user:?} for session {}, which is absent or names another user",
                 id.hint()
             ),
             Violation::BadIndexKey { tree, key } => {
                 write!(f, "tree {tree}: malformed key of {} bytes", key.len())
             }
+        }
+    }
+}
+
+/// A revocation to record with a write ([`Backend::delete_revoking`],
+/// [`Backend::rename_revoking`]): the arguments of [`Backend::revoke`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Revocation<'a> {
+    /// What is revoked (the engine's bytes).
+    pub key: &'a [u8],
+    /// When, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Until when it is kept.
+    pub until_ms: u64,
+}
+
+impl<'a> Revocation<'a> {
+    /// A revocation of `key` at `at_ms`, kept until `until_ms`.
+    pub fn new(key: &'a [u8], at_ms: u64, until_ms: u64) -> Self {
+        Self {
+            key,
+            at_ms,
+            until_ms,
         }
     }
 }
@@ -189,6 +229,36 @@ pub struct Stored {
     pub user: Option<String>,
     /// The engine's encoding of the session's times and values.
     pub body: Vec<u8>,
+    /// The session's sliding-expiry times, for a backend that touches
+    /// sessions itself ([`Backend::get_touching`]): the engine hands them
+    /// over with every write of a session that slides; a backend that read
+    /// them back gives them with the session, its `last_seen_ms` the
+    /// latest (the body's may be older). `None`: not known.
+    pub sliding: Option<Sliding>,
+}
+
+/// The times that decide a sliding session's expiry:
+/// `min(last_seen_ms + idle_timeout_ms, absolute_deadline_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Sliding {
+    /// When the session was last seen, ms since the Unix epoch.
+    pub last_seen_ms: u64,
+    /// Its idle timeout, ms.
+    pub idle_timeout_ms: u64,
+    /// When it expires whatever its use, ms since the Unix epoch.
+    pub absolute_deadline_ms: u64,
+}
+
+impl Sliding {
+    /// The three times.
+    pub fn new(last_seen_ms: u64, idle_timeout_ms: u64, absolute_deadline_ms: u64) -> Self {
+        Self {
+            last_seen_ms,
+            idle_timeout_ms,
+            absolute_deadline_ms,
+        }
+    }
 }
 
 impl fmt::Debug for Stored {
@@ -198,6 +268,7 @@ impl fmt::Debug for Stored {
             .field("expires_at", &self.expires_at)
             .field("has_user", &self.user.is_some())
             .field("body_len", &self.body.len())
+            .field("sliding", &self.sliding)
             .finish()
     }
 }
@@ -210,7 +281,14 @@ impl Stored {
             expires_at,
             user,
             body,
+            sliding: None,
         }
+    }
+
+    /// The same, with its sliding-expiry times.
+    pub fn with_sliding(mut self, sliding: Sliding) -> Self {
+        self.sliding = Some(sliding);
+        self
     }
 
     /// The bytes a tree-shaped backend stores (see `record`).
@@ -233,6 +311,7 @@ impl Stored {
             expires_at: meta.expires_at,
             user: meta.user.map(str::to_owned),
             body: body.to_vec(),
+            sliding: None,
         }))
     }
 
@@ -243,6 +322,7 @@ impl Stored {
             expires_at: meta.expires_at,
             user: meta.user.map(str::to_owned),
             body: body.to_vec(),
+            sliding: None,
         })
     }
 }
@@ -256,8 +336,11 @@ impl Stored {
 /// - `Err` is for system failures only (I/O, a lost connection, a stored
 ///   value that does not parse), never for "not found".
 /// - Every method that changes a session changes its index entries (expiry,
-///   user) in the same atomic step: a crash or a concurrent reader never sees
-///   one without the other.
+///   user) in the same atomic step: a concurrent reader never sees one
+///   without the other, and a crash leaves at most stale entries, ones that
+///   agree with no session ([`Violation::is_stale_entry`]), which
+///   [`Maintenance::fix`] removes. An `expiry` entry may lag behind its
+///   session's expiry (never lead it): expiry is re-checked on every read.
 /// - Versions are checked by the store itself, atomically with the write,
 ///   never by a read followed by a write from the caller.
 /// - The version, expiry and user of a write are handed over in
@@ -269,6 +352,26 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// A live session.
     fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Stored>>;
 
+    /// [`get`](Self::get), and in the same step, where the store can, the
+    /// touch the engine would otherwise write after it: if the session's
+    /// [`Sliding`] times are stored and its last-seen time lags `now_ms` by
+    /// more than `touch_after_ms`, its last-seen time moves to `now_ms`, its
+    /// expiry to `min(now_ms + idle, absolute)` (never earlier than it was)
+    /// and its version up by one, with its index entries, as one atomic
+    /// step. Returns the session as it stands after, and whether this
+    /// touched it. The default touches nothing: the engine then writes the
+    /// touch itself (a version-checked [`put`](Self::put)), one more round
+    /// trip where every call is one (Redis).
+    fn get_touching(
+        &self,
+        id: &SessionId,
+        now_ms: u64,
+        touch_after_ms: u64,
+    ) -> Result<Option<(Stored, bool)>> {
+        let _ = touch_after_ms;
+        Ok(self.get(id, now_ms)?.map(|s| (s, false)))
+    }
+
     /// Writes `session` if the stored version is `expected` (`None`: only if
     /// no live session has this id). A session that has expired counts as
     /// missing, so an expired session is never revived by a late write.
@@ -279,6 +382,15 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         session: &Stored,
         now_ms: u64,
     ) -> Result<Outcome>;
+
+    /// Writes a new session under an id the engine has just drawn from
+    /// the operating system's CSPRNG (256 bits), which no stored session
+    /// can hold. A backend may skip reading the id first; one that checks
+    /// answers as [`put`](Self::put) with `expected` `None` does (the
+    /// default).
+    fn put_new(&self, id: &SessionId, session: &Stored, now_ms: u64) -> Result<Outcome> {
+        self.put(id, None, session, now_ms)
+    }
 
     /// Moves a session to a new id in one atomic step: writes `session`
     /// under `new` and deletes `old`, if `old` is live at version `expected`
@@ -318,6 +430,33 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// furthest `until_ms`. Durable with the next [`flush`](Self::flush).
     fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()>;
 
+    /// [`revoke`](Self::revoke), then [`delete`](Self::delete): a logout.
+    /// A store whose every call is a round trip (Redis) does both in one.
+    /// `true` if the session existed.
+    fn delete_revoking(&self, id: &SessionId, revocation: Revocation<'_>) -> Result<bool> {
+        self.revoke(revocation.key, revocation.at_ms, revocation.until_ms)?;
+        self.delete(id)
+    }
+
+    /// [`revoke`](Self::revoke) (when `revocation` is given), then
+    /// [`rename`](Self::rename): an id change. A store whose every call is
+    /// a round trip (Redis) does both in one. The revocation is recorded
+    /// whatever the rename finds.
+    fn rename_revoking(
+        &self,
+        old: &SessionId,
+        expected: u64,
+        new: &SessionId,
+        session: &Stored,
+        now_ms: u64,
+        revocation: Option<Revocation<'_>>,
+    ) -> Result<Outcome> {
+        if let Some(r) = revocation {
+            self.revoke(r.key, r.at_ms, r.until_ms)?;
+        }
+        self.rename(old, expected, new, session, now_ms)
+    }
+
     /// When `key` was revoked, if its revocation is still kept at `now_ms`.
     fn revoked_at(&self, key: &[u8], now_ms: u64) -> Result<Option<u64>>;
 
@@ -348,6 +487,14 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Stored>> {
         (**self).get(id, now_ms)
     }
+    fn get_touching(
+        &self,
+        id: &SessionId,
+        now_ms: u64,
+        touch_after_ms: u64,
+    ) -> Result<Option<(Stored, bool)>> {
+        (**self).get_touching(id, now_ms, touch_after_ms)
+    }
     fn put(
         &self,
         id: &SessionId,
@@ -356,6 +503,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
         now_ms: u64,
     ) -> Result<Outcome> {
         (**self).put(id, expected, session, now_ms)
+    }
+    fn put_new(&self, id: &SessionId, session: &Stored, now_ms: u64) -> Result<Outcome> {
+        (**self).put_new(id, session, now_ms)
     }
     fn rename(
         &self,
@@ -381,6 +531,20 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()> {
         (**self).revoke(key, at_ms, until_ms)
+    }
+    fn delete_revoking(&self, id: &SessionId, revocation: Revocation<'_>) -> Result<bool> {
+        (**self).delete_revoking(id, revocation)
+    }
+    fn rename_revoking(
+        &self,
+        old: &SessionId,
+        expected: u64,
+        new: &SessionId,
+        session: &Stored,
+        now_ms: u64,
+        revocation: Option<Revocation<'_>>,
+    ) -> Result<Outcome> {
+        (**self).rename_revoking(old, expected, new, session, now_ms, revocation)
     }
     fn revoked_at(&self, key: &[u8], now_ms: u64) -> Result<Option<u64>> {
         (**self).revoked_at(key, now_ms)
@@ -590,6 +754,65 @@ mod tests {
         );
     }
 
+    /// An update that moves the expiry later leaves the entry behind; the
+    /// sweep re-files a due entry of a live session at its expiry; an
+    /// update that moves the expiry before the entry moves the entry.
+    fn lagging_entries(b: &dyn Backend) {
+        let id = SessionId::from_bytes([3; 32]);
+        let check = |b: &dyn Backend| {
+            let found = b.maintenance().expect("maintained").check().expect("check");
+            assert!(found.is_empty(), "{found:#?}");
+        };
+        assert_eq!(
+            b.put(&id, None, &value(1, 1_000, Some("u")), 0)
+                .expect("put"),
+            Outcome::Written
+        );
+        assert_eq!(
+            b.put(&id, Some(1), &value(2, 2_000, Some("u")), 10)
+                .expect("put"),
+            Outcome::Written
+        );
+        check(b);
+        // The entry stayed at 1000: due then, though the session lives on.
+        assert_eq!(b.expired(1_000, 10).expect("expired"), vec![id]);
+        assert!(!delete_if_expired(b, &id, 1_000));
+        check(b);
+        // Re-filed at 2000.
+        assert!(b.expired(1_999, 10).expect("expired").is_empty());
+        assert_eq!(b.expired(2_000, 10).expect("expired"), vec![id]);
+        // Earlier than the entry: the entry moves.
+        assert_eq!(
+            b.put(&id, Some(2), &value(3, 1_500, Some("u")), 20)
+                .expect("put"),
+            Outcome::Written
+        );
+        check(b);
+        assert_eq!(b.expired(1_500, 10).expect("expired"), vec![id]);
+        assert!(b.get(&id, 1_499).expect("get").is_some());
+        assert!(delete_if_expired(b, &id, 1_500));
+        assert!(b.expired(u64::MAX, 10).expect("expired").is_empty());
+        check(b);
+    }
+
+    #[test]
+    fn memory_lets_entries_lag() {
+        lagging_entries(&memory::MemoryBackend::new());
+    }
+
+    #[test]
+    fn sled_lets_entries_lag() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let opts = sled::SledOptions {
+            cache_capacity: 1 << 20,
+            flush_every_ms: None,
+            session_cache_bytes: 4096,
+            max_record_bytes: 64 * 1024,
+            apply: sled::Apply::Ordered,
+        };
+        lagging_entries(&sled::SledBackend::open(dir.path(), opts).expect("open"));
+    }
+
     #[test]
     fn memory_survives_the_races() {
         races(&memory::MemoryBackend::new());
@@ -609,6 +832,7 @@ mod tests {
             flush_every_ms: None,
             session_cache_bytes: 2048,
             max_record_bytes: 64 * 1024,
+            apply: sled::Apply::Ordered,
         };
         let b = sled::SledBackend::open(dir.path(), opts).expect("open");
         let ids: Vec<SessionId> = (0..SESSIONS)
@@ -658,6 +882,7 @@ mod tests {
             // Small enough that the races evict all along.
             session_cache_bytes: 4096,
             max_record_bytes: 64 * 1024,
+            apply: sled::Apply::Ordered,
         };
         races(&sled::SledBackend::open(dir.path(), opts).expect("open"));
     }

@@ -1,12 +1,35 @@
 //! The write logic of every tree-shaped backend, written once.
 //!
-//! A backend runs each function inside one atomic step (a sled transaction,
-//! a held lock) over its three trees; the function keeps the invariants:
+//! A backend runs each function inside one atomic step (a held lock, a sled
+//! transaction), or has its changes replayed, in the order the function
+//! made them, by a single writer whose storage keeps a prefix of them
+//! after a crash (the sled backend's committer). Either way the function
+//! keeps the invariants:
 //!
-//! 1. every session has exactly one `expiry` entry, at its expiry time;
-//! 2. every `expiry` and `users` entry points at a session that exists and
-//!    agrees with it;
-//! 3. a session's `users` entry exists exactly when the session names a user.
+//! 1. every session has exactly one `expiry` entry, at the time its record
+//!    names (`indexed_at`), which is at or before its expiry: an entry may
+//!    lag behind the session's expiry, never lead it;
+//! 2. a session's `users` entry exists exactly when the session names a user;
+//! 3. index entries that do not agree with a session (stale ones) exist only
+//!    where a crash cut a write short. They never make a session live or
+//!    listed that is not (every reader re-checks the record), and the check
+//!    at open reports and removes them (see [`check_streaming`]).
+//!
+//! Each function orders its changes so that any prefix of them keeps 1 and
+//! 2: a session's new index entries before the session, the session's
+//! removal before its old entries'. A prefix can only leave stale entries
+//! behind.
+//!
+//! # Lagging expiry entries
+//!
+//! Where the trees allow it ([`Trees::may_lag`]), a write that moves a
+//! session's expiry later (a touch, an update) leaves its `expiry` entry
+//! where it was and writes the record alone; the record says where its
+//! entry is (format version 2, see `record`). Expiry is checked on every
+//! read, so an early entry changes nothing a reader sees. The sweeper
+//! lists the entry when it falls due, finds the session still live, and
+//! re-files it at its expiry ([`delete_if_expired`]). A write that moves
+//! the expiry earlier than the entry moves the entry.
 
 use super::{Outcome, keys};
 use crate::error::Error;
@@ -31,6 +54,9 @@ pub(crate) trait Trees {
     fn session_raw(&self, key: &[u8]) -> Result<Option<Self::Bytes>, Self::Error>;
     /// Keeps a record that cannot be read, under its key, out of the way.
     fn quarantine(&self, key: &[u8], value: &[u8]) -> Result<(), Self::Error>;
+    /// Whether a write may leave a session's `expiry` entry behind its
+    /// expiry (see the [module docs](self)).
+    fn may_lag(&self) -> bool;
 }
 
 /// The trees, by name, for the operations that work on raw keys.
@@ -74,31 +100,62 @@ pub(crate) struct NewRecord<'a> {
     pub bytes: &'a [u8],
 }
 
-fn index<T: Trees>(
-    t: &T,
-    id: &SessionId,
-    expires_at: u64,
-    user: Option<&str>,
-) -> Result<(), T::Error> {
-    t.set_expiry(keys::expiry(expires_at, id))?;
-    if let Some(user) = user {
-        t.set_user(keys::user(user, id))?;
-    }
-    Ok(())
-}
-
 fn unindex<T: Trees>(t: &T, id: &SessionId, m: &Meta<'_>) -> Result<(), T::Error> {
-    t.remove_expiry(keys::expiry(m.expires_at, id))?;
+    t.remove_expiry(keys::expiry(m.indexed_at, id))?;
     if let Some(user) = m.user {
         t.remove_user(keys::user(user, id))?;
     }
     Ok(())
 }
 
-/// Removes a session and its index entries.
+/// Removes a session, then its index entries.
 fn remove<T: Trees>(t: &T, id: &SessionId, m: &Meta<'_>) -> Result<(), T::Error> {
-    unindex(t, id, m)?;
-    t.remove_session(id)
+    t.remove_session(id)?;
+    unindex(t, id, m)
+}
+
+/// Writes a session: its new index entries first, then the record, then
+/// the old record's entries that the new one does not keep. The old
+/// `expiry` entry is kept where it is at or before the new expiry and the
+/// trees allow it to lag; the record then names it.
+fn write<T: Trees>(
+    t: &T,
+    id: &SessionId,
+    new: &NewRecord<'_>,
+    old: Option<&Meta<'_>>,
+) -> Result<(), T::Error> {
+    let kept = old
+        .map(|o| o.indexed_at)
+        .filter(|&at| at == new.expires_at || (at < new.expires_at && t.may_lag()));
+    let indexed_at = kept.unwrap_or(new.expires_at);
+    if kept.is_none() {
+        t.set_expiry(keys::expiry(indexed_at, id))?;
+    }
+    let old_user = old.and_then(|o| o.user);
+    if let Some(user) = new.user
+        && old_user != Some(user)
+    {
+        t.set_user(keys::user(user, id))?;
+    }
+    match indexed_at == new.expires_at {
+        true => t.set_session(id, new.bytes)?,
+        false => {
+            let bytes = crate::record::with_indexed_at(new.bytes, indexed_at)
+                .map_err(|e| T::abort(corrupt(id, e)))?;
+            t.set_session(id, &bytes)?;
+        }
+    }
+    if let Some(old) = old {
+        if old.indexed_at != indexed_at {
+            t.remove_expiry(keys::expiry(old.indexed_at, id))?;
+        }
+        if let Some(user) = old_user
+            && new.user != Some(user)
+        {
+            t.remove_user(keys::user(user, id))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn put<T: Trees>(
@@ -108,12 +165,12 @@ pub(crate) fn put<T: Trees>(
     new: &NewRecord<'_>,
     now_ms: u64,
 ) -> Result<Outcome, T::Error> {
-    let old = t.session(id)?;
-    match (&old, expected) {
+    let stored = t.session(id)?;
+    let old = match (&stored, expected) {
         (None, Some(_)) => return Ok(Outcome::Missing),
-        (None, None) => {}
-        (Some(old), _) => {
-            let old = meta::<T>(id, old.as_ref())?;
+        (None, None) => None,
+        (Some(bytes), _) => {
+            let old = meta::<T>(id, bytes.as_ref())?;
             let live = old.expires_at > now_ms;
             match expected {
                 _ if !live && expected.is_some() => return Ok(Outcome::Missing),
@@ -121,12 +178,22 @@ pub(crate) fn put<T: Trees>(
                 // 256-bit random, so this is a caller's bug, never a clash.
                 None if live => return Ok(Outcome::Conflict),
                 Some(v) if v != old.version => return Ok(Outcome::Conflict),
-                _ => unindex(t, id, &old)?,
+                _ => Some(old),
             }
         }
-    }
-    t.set_session(id, new.bytes)?;
-    index(t, id, new.expires_at, new.user)?;
+    };
+    write(t, id, new, old.as_ref())?;
+    Ok(Outcome::Written)
+}
+
+/// Writes a session under an id drawn fresh from the CSPRNG, without
+/// reading it first: no stored session can hold it.
+pub(crate) fn put_new<T: Trees>(
+    t: &T,
+    id: &SessionId,
+    new: &NewRecord<'_>,
+) -> Result<Outcome, T::Error> {
+    write(t, id, new, None)?;
     Ok(Outcome::Written)
 }
 
@@ -149,9 +216,10 @@ pub(crate) fn rename<T: Trees>(
     if old.version != expected || t.session(new_id)?.is_some() {
         return Ok(Outcome::Conflict);
     }
+    // The old id goes first: a prefix of this never leaves two live
+    // copies of one session.
     remove(t, old_id, &old)?;
-    t.set_session(new_id, new.bytes)?;
-    index(t, new_id, new.expires_at, new.user)?;
+    write(t, new_id, new, None)?;
     Ok(Outcome::Written)
 }
 
@@ -165,21 +233,30 @@ pub(crate) fn delete<T: Trees>(t: &T, id: &SessionId) -> Result<bool, T::Error> 
 }
 
 /// Deletes the session only if it is still expired when re-read here: a
-/// request may have touched it since the sweeper listed it.
+/// request may have touched it since the sweeper listed it. A session that
+/// lives on with its `expiry` entry due (a lagging entry) has the entry
+/// re-filed at its expiry: new entry, record, then the old entry's removal.
 pub(crate) fn delete_if_expired<T: Trees>(
     t: &T,
     id: &SessionId,
     now_ms: u64,
 ) -> Result<bool, T::Error> {
-    let Some(old) = t.session(id)? else {
+    let Some(bytes) = t.session(id)? else {
         return Ok(false);
     };
-    let old = meta::<T>(id, old.as_ref())?;
-    if old.expires_at > now_ms {
-        return Ok(false);
+    let old = meta::<T>(id, bytes.as_ref())?;
+    if old.expires_at <= now_ms {
+        remove(t, id, &old)?;
+        return Ok(true);
     }
-    remove(t, id, &old)?;
-    Ok(true)
+    if old.indexed_at <= now_ms {
+        let refiled = crate::record::with_indexed_at(bytes.as_ref(), old.expires_at)
+            .map_err(|e| T::abort(corrupt(id, e)))?;
+        t.set_expiry(keys::expiry(old.expires_at, id))?;
+        t.set_session(id, &refiled)?;
+        t.remove_expiry(keys::expiry(old.indexed_at, id))?;
+    }
+    Ok(false)
 }
 
 /// The check of the three invariants, over plain iterators of the trees
@@ -287,10 +364,10 @@ where
                 continue;
             }
         };
-        if !look.has_expiry(&keys::expiry(m.expires_at, &id))? {
+        if !look.has_expiry(&keys::expiry(m.indexed_at, &id))? {
             out.push(Violation::MissingExpiry {
                 id,
-                expires_at: m.expires_at,
+                expires_at: m.indexed_at,
             });
         }
         if let Some(user) = m.user
@@ -302,12 +379,13 @@ where
             });
         }
     }
-    // The session an index entry points at, if it exists and decodes.
+    // The session an index entry points at, if it exists and decodes: the
+    // time of its expiry entry, and its user.
     let target = |id: &SessionId| -> crate::error::Result<Option<(u64, Option<String>)>> {
         Ok(look.session(id)?.and_then(|bytes| {
             crate::record::decode(&bytes)
                 .ok()
-                .map(|(m, _)| (m.expires_at, m.user.map(str::to_owned)))
+                .map(|(m, _)| (m.indexed_at, m.user.map(str::to_owned)))
         }))
     };
     for key in expiry {
@@ -319,7 +397,7 @@ where
             });
             continue;
         };
-        if !matches!(target(&id)?, Some((expires_at, _)) if expires_at == at) {
+        if !matches!(target(&id)?, Some((indexed_at, _)) if indexed_at == at) {
             out.push(Violation::OrphanExpiry { id, at });
         }
     }
@@ -358,12 +436,13 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 /// next check finds and this removes).
 pub(crate) fn fix<T: Trees>(t: &T, v: &super::Violation) -> Result<bool, T::Error> {
     use super::Violation;
-    // The header of a session as stored now, if it has a readable one.
+    // The header of a session as stored now, if it has a readable one: the
+    // time of its expiry entry, and its user.
     let header = |id: &SessionId| -> Result<Option<(u64, Option<String>)>, T::Error> {
         Ok(t.session(id)?.and_then(|bytes| {
             crate::record::decode(bytes.as_ref())
                 .ok()
-                .map(|(m, _)| (m.expires_at, m.user.map(str::to_owned)))
+                .map(|(m, _)| (m.indexed_at, m.user.map(str::to_owned)))
         }))
     };
     match v {

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use super::{Engine, Wait, check_user, revocation};
 use crate::backend::{Maintenance, Outcome, Stored, Violation};
 use crate::error::{Error, Result};
-use crate::record::{self, Body};
+use crate::record::Body;
 use crate::session::decode_named;
 use crate::token::SessionId;
 
@@ -130,10 +130,7 @@ pub enum Imported {
 const IMPORT_CLOCK_SKEW_MS: u64 = 60_000;
 
 fn to_record(id: SessionId, stored: Stored) -> Result<SessionRecord> {
-    let body = record::decode_body(&stored.body).map_err(|e| Error::Corrupt {
-        id_hint: id.hint(),
-        source: e,
-    })?;
+    let body = super::decode_stored_body(&id, &stored)?;
     Ok(SessionRecord {
         id,
         version: stored.version,

@@ -59,9 +59,18 @@ impl Engine {
         // does: an import racing this call then meets the revocation once
         // the old id is gone, and a crash between the two leaves only a
         // revocation of a live id (which blocks nothing but importing it).
-        if session.version.is_some() {
-            self.revoke_session(&session.id, shared.now())?;
-        }
+        // The old id's revocation goes with the first rename (one round
+        // trip where the store can, revoke-then-rename where it cannot);
+        // a session never stored has nothing to revoke.
+        let old_key = super::revocation::session_key(&session.id);
+        let revoked_at = shared.now();
+        let mut revocation = session.version.is_some().then(|| {
+            crate::backend::Revocation::new(
+                &old_key,
+                revoked_at,
+                revoked_at.saturating_add(shared.horizon_ms),
+            )
+        });
         // The user the new id will carry, and that user's revocation as it
         // stands before the change (see the check after the rename).
         let user = login.or(session.user.as_deref()).map(str::to_owned);
@@ -97,13 +106,19 @@ impl Engine {
                 None if next.is_empty() => Outcome::Written,
                 None => {
                     let value = shared.encode(version, next.user.as_deref(), &next.body)?;
-                    shared.backend.put(&next.id, None, &value, now)?
+                    // `next.id` was drawn from the CSPRNG just above.
+                    shared.backend.put_new(&next.id, &value, now)?
                 }
                 Some(expected) => {
                     let value = shared.encode(version, next.user.as_deref(), &next.body)?;
-                    shared
-                        .backend
-                        .rename(&from.id, expected, &next.id, &value, now)?
+                    shared.backend.rename_revoking(
+                        &from.id,
+                        expected,
+                        &next.id,
+                        &value,
+                        now,
+                        revocation.take(),
+                    )?
                 }
             };
             match outcome {

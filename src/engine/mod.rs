@@ -176,13 +176,30 @@ impl Shared {
                 limit: self.settings.max_session_bytes,
             });
         }
-        Ok(Stored::new(
-            version,
-            body.expires_at(),
-            user.map(str::to_owned),
-            bytes,
-        ))
+        Ok(
+            Stored::new(version, body.expires_at(), user.map(str::to_owned), bytes).with_sliding(
+                crate::backend::Sliding::new(
+                    body.last_seen_ms,
+                    body.idle_timeout_ms,
+                    body.absolute_deadline_ms,
+                ),
+            ),
+        )
     }
+}
+
+/// The body of a stored session, with the last-seen time its store keeps
+/// beside it where that is later (a store that touches in the read moves
+/// that time, not the body's).
+pub(crate) fn decode_stored_body(id: &SessionId, stored: &Stored) -> Result<Body> {
+    let mut body = record::decode_body(&stored.body).map_err(|e| Error::Corrupt {
+        id_hint: id.hint(),
+        source: e,
+    })?;
+    if let Some(sliding) = stored.sliding {
+        body.last_seen_ms = body.last_seen_ms.max(sliding.last_seen_ms);
+    }
+    Ok(body)
 }
 
 /// An open session store; see the [crate docs](crate).
@@ -235,6 +252,10 @@ impl Engine {
                 flush_every_ms: Some(s.flush_every_ms),
                 session_cache_bytes: usize::try_from(s.cache_capacity / 8).unwrap_or(usize::MAX),
                 max_record_bytes: s.max_session_bytes,
+                apply: match s.write_path_v1 {
+                    true => crate::backend::sled::Apply::Transactions,
+                    false => crate::backend::sled::Apply::Ordered,
+                },
             },
             poison.clone(),
             meter.clone(),
@@ -496,9 +517,22 @@ impl Engine {
         // A touch that loses a race re-reads; bounded in case of a storm.
         for _ in 0..UPDATE_RETRIES {
             let now = shared.now();
-            let Some(mut session) = self.read(id, now)? else {
+            // Where the store can, the read touches too (one round trip).
+            let Some((stored, touched)) =
+                shared
+                    .backend
+                    .get_touching(id, now, shared.settings.touch_ms)?
+            else {
                 return Ok(None);
             };
+            let Some(mut session) = self.session_of(id, stored, now)? else {
+                return Ok(None);
+            };
+            if touched {
+                shared.after_write(Wait::Never)?;
+                session.touched = true;
+                return Ok(Some(session));
+            }
             if now.saturating_sub(session.body.last_seen_ms) <= shared.settings.touch_ms {
                 return Ok(Some(session));
             }
@@ -523,16 +557,18 @@ impl Engine {
 
     /// The stored copy of a live session, as it is: no touch.
     fn read(&self, id: &SessionId, now: u64) -> Result<Option<Session>> {
-        let Some(stored) = self.shared.backend.get(id, now)? else {
-            return Ok(None);
-        };
+        match self.shared.backend.get(id, now)? {
+            Some(stored) => self.session_of(id, stored, now),
+            None => Ok(None),
+        }
+    }
+
+    /// A stored session as the engine works with it, if it is live.
+    fn session_of(&self, id: &SessionId, stored: Stored, now: u64) -> Result<Option<Session>> {
         if stored.expires_at <= now {
             return Ok(None);
         }
-        let body = record::decode_body(&stored.body).map_err(|e| Error::Corrupt {
-            id_hint: id.hint(),
-            source: e,
-        })?;
+        let body = decode_stored_body(id, &stored)?;
         Ok(Some(Session {
             id: *id,
             version: Some(stored.version),
@@ -593,10 +629,14 @@ impl Engine {
         // The user goes back as it was read: a version-checked write cannot
         // change who the session belongs to (only login, with a new id, can).
         let value = shared.encode(version, session.user.as_deref(), &body)?;
-        match shared
-            .backend
-            .put(&session.id, session.version, &value, now)?
-        {
+        // A session never stored has an id `create` drew from the CSPRNG.
+        let written = match session.version {
+            None => shared.backend.put_new(&session.id, &value, now)?,
+            Some(_) => shared
+                .backend
+                .put(&session.id, session.version, &value, now)?,
+        };
+        match written {
             Outcome::Written => shared.meter.saved(session.version.is_none()),
             Outcome::Conflict => {
                 shared.meter.conflict();
@@ -637,8 +677,13 @@ impl Engine {
     /// another write (a sweep, another logout) had already deleted it.
     pub fn destroy_id(&self, id: &SessionId) -> Result<bool> {
         self.shared.poison.check()?;
-        self.revoke_session(id, self.shared.now())?;
-        let existed = self.shared.backend.delete(id)?;
+        let now = self.shared.now();
+        let key = revocation::session_key(id);
+        let until = now.saturating_add(self.shared.horizon_ms);
+        let existed = self
+            .shared
+            .backend
+            .delete_revoking(id, crate::backend::Revocation::new(&key, now, until))?;
         self.shared.meter.destroyed(u64::from(existed));
         // Whether or not it was there: the revocation must be durable, and
         // so must a delete by someone else (the sweeper, a log out

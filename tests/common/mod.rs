@@ -651,7 +651,10 @@ pub fn http(
     if !body.is_empty() || method == "POST" {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
-    write!(s, "{head}\r\n{body}").expect("send");
+    // One write: a request in pieces lets a server that answers early
+    // (and closes) reset the connection before the reply is read.
+    s.write_all(format!("{head}\r\n{body}").as_bytes())
+        .expect("send");
     let mut reply = String::new();
     s.read_to_string(&mut reply).expect("reply");
     let status = reply

@@ -12,7 +12,10 @@ mod scripts;
 pub use options::RedisOptions;
 use options::{GLOB, redact, scrub};
 use repair::{Fix, FixError};
-use scripts::{DELETE, DELETE_IF_EXPIRED, LIB, PUT, RENAME, REVOKE};
+use scripts::{
+    DELETE, DELETE_IF_EXPIRED, DELETE_REVOKING, GET_TOUCHING, LIB, PUT, RENAME, RENAME_REVOKING,
+    REVOKE,
+};
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -40,8 +43,11 @@ const FIX_RETRIES: usize = 16;
 ///
 /// # Keys (all under a configurable prefix `P`)
 /// - `P:s:<id>`: a hash per session: `d` the stored record, `v` its
-///   version, `u` its user (or empty), `e` its expiry (ms). Redis expires
-///   the key itself (a TTL of the session's remaining life).
+///   version, `u` its user (or empty), `e` its expiry (ms); for a session
+///   whose expiry slides, `l`, `i`, `a` its last-seen time, idle timeout
+///   and absolute deadline (ms), so that a load can touch it on the server
+///   (see below). Redis expires the key itself (a TTL of the session's
+///   remaining life).
 /// - `P:x`: a sorted set of session ids scored by expiry: the `expiry`
 ///   index of the other backends, which the sweeper uses.
 /// - `P:u:<user>`: a sorted set of that user's session ids scored by expiry,
@@ -58,6 +64,18 @@ const FIX_RETRIES: usize = 16;
 /// hash and both indexes, or does nothing. No client ever reads, decides,
 /// then writes. (Scripts build key names from the prefix, so this backend
 /// is for a single Redis or a primary with replicas, not Redis Cluster.)
+///
+/// # One round trip per operation
+/// Every call is a round trip, so each operation a request makes is one
+/// call: a load that touches runs `GET_TOUCHING`, which reads the session
+/// and, if its last-seen time lags by more than the touch threshold, moves
+/// it (`l`), the expiry (`e`, the record's header, both indexes, the TTL)
+/// and the version on the server, without the record's body: the engine
+/// takes the last-seen time from `l` over the body's
+/// ([`Backend::get_touching`]). A logout revokes and deletes in one script
+/// ([`Backend::delete_revoking`]), an id change revokes and renames in one
+/// ([`Backend::rename_revoking`]). A login of a user, and a log out
+/// everywhere, read the user's revocation besides (see `engine/login.rs`).
 ///
 /// # Expiry
 /// Redis deletes a session's hash when its TTL runs out; the engine also
@@ -91,6 +109,10 @@ pub struct RedisBackend {
     rename: Script,
     delete: Script,
     delete_if_expired: Script,
+    rename_revoking: Script,
+    delete_revoking: Script,
+    revoke: Script,
+    get_touching: Script,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -115,6 +137,24 @@ fn unb64(s: &[u8]) -> Option<SessionId> {
         Ok(SessionId::LEN) if s.len() == 43 => Some(SessionId::from_bytes(out)),
         _ => None,
     }
+}
+
+/// The `l`, `i`, `a` arguments of a write: the session's sliding times,
+/// or empty strings.
+fn sliding_args(session: &Stored) -> [String; 3] {
+    match session.sliding {
+        Some(s) => [
+            s.last_seen_ms.to_string(),
+            s.idle_timeout_ms.to_string(),
+            s.absolute_deadline_ms.to_string(),
+        ],
+        None => Default::default(),
+    }
+}
+
+/// A session's sliding times as read back: all three, or none.
+fn sliding_of(l: Option<u64>, i: Option<u64>, a: Option<u64>) -> Option<super::Sliding> {
+    Some(super::Sliding::new(l?, i?, a?))
 }
 
 fn script(body: &str) -> Script {
@@ -152,6 +192,10 @@ impl RedisBackend {
             rename: script(RENAME),
             delete: script(DELETE),
             delete_if_expired: script(DELETE_IF_EXPIRED),
+            rename_revoking: script(RENAME_REVOKING),
+            delete_revoking: script(DELETE_REVOKING),
+            revoke: Script::new(REVOKE),
+            get_touching: script(GET_TOUCHING),
         };
         backend.with(|c| redis::cmd("PING").query::<String>(c))?;
         Ok(backend)
@@ -190,6 +234,11 @@ impl RedisBackend {
 
     fn skey(&self, id: &SessionId) -> String {
         format!("{}s:{}", self.prefix, b64(id))
+    }
+
+    /// The key of a revocation of the engine's `key`.
+    fn rkey(&self, key: &[u8]) -> String {
+        format!("{}r:{}", self.prefix, URL_SAFE_NO_PAD.encode(key))
     }
 
     fn xkey(&self) -> String {
@@ -232,8 +281,11 @@ impl RedisBackend {
             call.arg(&value)
                 .arg(session.version)
                 .arg(user)
-                .arg(session.expires_at)
-                .invoke(c)
+                .arg(session.expires_at);
+            for a in sliding_args(session) {
+                call.arg(a);
+            }
+            call.invoke(c)
         })?;
         Self::outcome(&answer)
     }
@@ -269,17 +321,61 @@ impl RedisBackend {
 
 impl Backend for RedisBackend {
     fn get(&self, id: &SessionId, now_ms: u64) -> Result<Option<Stored>> {
-        let (d, e): (Option<Vec<u8>>, Option<u64>) = self.with(|c| {
+        type Fields = (
+            Option<Vec<u8>>,
+            Option<u64>,
+            Option<u64>,
+            Option<u64>,
+            Option<u64>,
+        );
+        let (d, e, l, i, a): Fields = self.with(|c| {
             redis::cmd("HMGET")
                 .arg(self.skey(id))
                 .arg("d")
                 .arg("e")
+                .arg("l")
+                .arg("i")
+                .arg("a")
                 .query(c)
         })?;
         match (d, e) {
-            (Some(d), Some(e)) if e > now_ms => Stored::unframe_live(id, &d, now_ms),
+            (Some(d), Some(e)) if e > now_ms => {
+                Ok(Stored::unframe_live(id, &d, now_ms)?.map(|s| Stored {
+                    sliding: sliding_of(l, i, a),
+                    ..s
+                }))
+            }
             _ => Ok(None),
         }
+    }
+
+    fn get_touching(
+        &self,
+        id: &SessionId,
+        now_ms: u64,
+        touch_after_ms: u64,
+    ) -> Result<Option<(Stored, bool)>> {
+        type Answer = Option<(Vec<u8>, String, String, String, i64)>;
+        let answer: Answer = self.with(|c| {
+            self.get_touching
+                .arg(&self.prefix)
+                .arg(now_ms)
+                .arg(b64(id))
+                .arg(touch_after_ms)
+                .invoke(c)
+        })?;
+        let Some((d, l, i, a)) = answer.as_ref().map(|(d, l, i, a, _)| (d, l, i, a)) else {
+            return Ok(None);
+        };
+        let touched = answer.as_ref().is_some_and(|x| x.4 == 1);
+        let num = |s: &String| s.parse::<u64>().ok();
+        Ok(Stored::unframe_live(id, d, now_ms)?.map(|s| {
+            let stored = Stored {
+                sliding: sliding_of(num(l), num(i), num(a)),
+                ..s
+            };
+            (stored, touched)
+        }))
     }
 
     fn put(
@@ -368,20 +464,65 @@ impl Backend for RedisBackend {
         Ok(())
     }
 
-    fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()> {
-        let rkey = format!("{}r:{}", self.prefix, URL_SAFE_NO_PAD.encode(key));
-        let _: i64 = self.with(|c| {
-            Script::new(REVOKE)
-                .key(&rkey)
-                .arg(at_ms)
-                .arg(until_ms)
+    fn delete_revoking(&self, id: &SessionId, r: super::Revocation<'_>) -> Result<bool> {
+        let n: i64 = self.with(|c| {
+            self.delete_revoking
+                .arg(&self.prefix)
+                .arg(b64(id))
+                .arg(self.rkey(r.key))
+                .arg(r.at_ms)
+                .arg(r.until_ms)
                 .invoke(c)
         })?;
+        Ok(n == 1)
+    }
+
+    fn rename_revoking(
+        &self,
+        old: &SessionId,
+        expected: u64,
+        new: &SessionId,
+        session: &Stored,
+        now_ms: u64,
+        revocation: Option<super::Revocation<'_>>,
+    ) -> Result<Outcome> {
+        let value = session.frame()?;
+        let user = session.user.as_deref().unwrap_or("");
+        let sliding = sliding_args(session);
+        let (rkey, at, until) = match revocation {
+            Some(r) => (self.rkey(r.key), r.at_ms, r.until_ms),
+            None => (String::new(), 0, 0),
+        };
+        let answer: String = self.with(|c| {
+            self.rename_revoking
+                .arg(&self.prefix)
+                .arg(now_ms)
+                .arg(b64(old))
+                .arg(expected)
+                .arg(b64(new))
+                .arg(&value)
+                .arg(session.version)
+                .arg(user)
+                .arg(session.expires_at)
+                .arg(&sliding[0])
+                .arg(&sliding[1])
+                .arg(&sliding[2])
+                .arg(&rkey)
+                .arg(at)
+                .arg(until)
+                .invoke(c)
+        })?;
+        Self::outcome(&answer)
+    }
+
+    fn revoke(&self, key: &[u8], at_ms: u64, until_ms: u64) -> Result<()> {
+        let rkey = self.rkey(key);
+        let _: i64 = self.with(|c| self.revoke.key(&rkey).arg(at_ms).arg(until_ms).invoke(c))?;
         Ok(())
     }
 
     fn revoked_at(&self, key: &[u8], now_ms: u64) -> Result<Option<u64>> {
-        let rkey = format!("{}r:{}", self.prefix, URL_SAFE_NO_PAD.encode(key));
+        let rkey = self.rkey(key);
         let value: Option<String> = self.with(|c| c.get(&rkey))?;
         Ok(value.and_then(|v| {
             let (at, until) = v.split_once(':')?;
@@ -418,9 +559,23 @@ impl Maintenance for RedisBackend {
         ids.sort_unstable();
         let mut out = Vec::new();
         for id in ids.into_iter().take(limit) {
-            let d: Option<Vec<u8>> = self.with(|c| c.hget(self.skey(&id), "d"))?;
+            type Fields = (Option<Vec<u8>>, Option<u64>, Option<u64>, Option<u64>);
+            let (d, l, i, a): Fields = self.with(|c| {
+                redis::cmd("HMGET")
+                    .arg(self.skey(&id))
+                    .arg("d")
+                    .arg("l")
+                    .arg("i")
+                    .arg("a")
+                    .query(c)
+            })?;
             if let Some(d) = d {
-                out.push((id, Stored::parse(&d)));
+                // A touch in the read moves `l`, not the body's last-seen.
+                let parsed = Stored::parse(&d).map(|s| Stored {
+                    sliding: sliding_of(l, i, a),
+                    ..s
+                });
+                out.push((id, parsed));
             }
         }
         Ok(out)

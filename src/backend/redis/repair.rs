@@ -167,4 +167,8 @@ impl Trees for Fix<'_> {
             .ignore();
         Ok(())
     }
+    fn may_lag(&self) -> bool {
+        // Redis keeps its expiry index by score; its records never lag.
+        false
+    }
 }

@@ -17,10 +17,40 @@ local function ttl(at, now)
   if t < 1 then t = 1 end
   return t
 end
-local function write(id, d, v, u, e, now)
+-- A revocation (see REVOKE), kept until `untl` counted from `at`.
+local function revoke(rk, at, untl)
+  local now = at
+  local cur = redis.call('GET', rk)
+  if cur then
+    local a, u = string.match(cur, '^(%d+):(%d+)$')
+    if a and tonumber(a) > at then at = tonumber(a) end
+    if u and tonumber(u) > untl then untl = tonumber(u) end
+  end
+  redis.call('SET', rk, string.format('%d:%d', at, untl))
+  local t = untl - now
+  if t < 1 then t = 1 end
+  redis.call('PEXPIRE', rk, string.format('%d', t))
+end
+-- u64 big-endian, as the record's header holds it (exact below 2^53).
+local function be8(x)
+  local b = {}
+  for i = 8, 1, -1 do
+    b[i] = x % 256
+    x = math.floor(x / 256)
+  end
+  return string.char(b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8])
+end
+local function updatettl(uk, now)
+  local top = redis.call('ZRANGE', uk, -1, -1, 'WITHSCORES')
+  if top[2] then redis.call('PEXPIRE', uk, ttl(tonumber(top[2]), now)) end
+end
+-- l, i, a: the sliding times (last seen, idle timeout, absolute
+-- deadline), '' when the engine gave none.
+local function write(id, d, v, u, e, now, l, i, a)
   local k = skey(id)
   redis.call('DEL', k)
   redis.call('HSET', k, 'd', d, 'v', v, 'u', u, 'e', e)
+  if l ~= '' then redis.call('HSET', k, 'l', l, 'i', i, 'a', a) end
   redis.call('PEXPIRE', k, ttl(tonumber(e), now))
   redis.call('ZADD', X, e, id)
   if u ~= '' then
@@ -31,13 +61,44 @@ local function write(id, d, v, u, e, now)
       if redis.call('EXISTS', skey(m)) == 0 then redis.call('ZREM', uk, m) end
     end
     redis.call('ZADD', uk, e, id)
-    local top = redis.call('ZRANGE', uk, -1, -1, 'WITHSCORES')
-    redis.call('PEXPIRE', uk, ttl(tonumber(top[2]), now))
+    updatettl(uk, now)
   end
 end
 "#;
 
-/// ARGV: prefix, now, id, expected ('' = none), d, v, u, e.
+/// ARGV: prefix, now, id, touch after (ms). A load that touches, in one
+/// round trip: the live session's `d`, and its sliding times; if its
+/// last-seen time lags `now` by more than the threshold, first moves it
+/// to `now`, its expiry to `min(now + idle, absolute)` (never earlier) and
+/// its version up by one, in the hash, the record's header and both
+/// indexes. Returns nil if no live session, else {d, l, i, a, touched}.
+pub(super) const GET_TOUCHING: &str = r#"
+local now, id, after = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local k = skey(id)
+local h = redis.call('HMGET', k, 'd', 'v', 'u', 'e', 'l', 'i', 'a')
+if not h[1] or not h[4] or tonumber(h[4]) <= now then return false end
+local touched = 0
+if h[5] and h[6] and h[7] and string.byte(h[1], 1) == 1 and string.len(h[1]) >= 19
+    and now - tonumber(h[5]) > after then
+  local v = tonumber(h[2]) + 1
+  local e = math.min(now + tonumber(h[6]), tonumber(h[7]))
+  if e < tonumber(h[4]) then e = tonumber(h[4]) end
+  local vs, es, ls = string.format('%d', v), string.format('%d', e), string.format('%d', now)
+  local d = string.sub(h[1], 1, 1) .. be8(v) .. be8(e) .. string.sub(h[1], 18)
+  redis.call('HSET', k, 'd', d, 'v', vs, 'e', es, 'l', ls)
+  redis.call('PEXPIRE', k, ttl(e, now))
+  redis.call('ZADD', X, es, id)
+  if h[3] and h[3] ~= '' then
+    local uk = ukey(h[3])
+    redis.call('ZADD', uk, es, id)
+    updatettl(uk, now)
+  end
+  h[1], h[5], touched = d, ls, 1
+end
+return {h[1], h[5] or '', h[6] or '', h[7] or '', touched}
+"#;
+
+/// ARGV: prefix, now, id, expected ('' = none), d, v, u, e, l, i, a.
 pub(super) const PUT: &str = r#"
 local now, id, expected = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local h = redis.call('HMGET', skey(id), 'v', 'u', 'e')
@@ -50,11 +111,11 @@ else
   if expected ~= '' and h[1] ~= expected then return 'conflict' end
   unindex(id, h[2])
 end
-write(id, ARGV[5], ARGV[6], ARGV[7], ARGV[8], now)
+write(id, ARGV[5], ARGV[6], ARGV[7], ARGV[8], now, ARGV[9], ARGV[10], ARGV[11])
 return 'written'
 "#;
 
-/// ARGV: prefix, now, old, expected, new, d, v, u, e.
+/// ARGV: prefix, now, old, expected, new, d, v, u, e, l, i, a.
 pub(super) const RENAME: &str = r#"
 local now, old, expected, new = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local h = redis.call('HMGET', skey(old), 'v', 'u', 'e')
@@ -62,8 +123,37 @@ if not h[1] or tonumber(h[3]) <= now then return 'missing' end
 if h[1] ~= expected or redis.call('EXISTS', skey(new)) == 1 then return 'conflict' end
 unindex(old, h[2])
 redis.call('DEL', skey(old))
-write(new, ARGV[6], ARGV[7], ARGV[8], ARGV[9], now)
+write(new, ARGV[6], ARGV[7], ARGV[8], ARGV[9], now, ARGV[10], ARGV[11], ARGV[12])
 return 'written'
+"#;
+
+/// ARGV: prefix, now, old, expected, new, d, v, u, e, l, i, a, then the
+/// old id's revocation: its key ('' = none), at, until. RENAME, with the
+/// revocation recorded first, whatever the rename finds: one round trip
+/// for an id change.
+pub(super) const RENAME_REVOKING: &str = r#"
+if ARGV[13] ~= '' then revoke(ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15])) end
+local now, old, expected, new = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local h = redis.call('HMGET', skey(old), 'v', 'u', 'e')
+if not h[1] or tonumber(h[3]) <= now then return 'missing' end
+if h[1] ~= expected or redis.call('EXISTS', skey(new)) == 1 then return 'conflict' end
+unindex(old, h[2])
+redis.call('DEL', skey(old))
+write(new, ARGV[6], ARGV[7], ARGV[8], ARGV[9], now, ARGV[10], ARGV[11], ARGV[12])
+return 'written'
+"#;
+
+/// ARGV: prefix, id, the revocation's key, at, until. Records the
+/// revocation, then deletes as DELETE does: one round trip for a logout.
+/// Returns 1 if a session was deleted.
+pub(super) const DELETE_REVOKING: &str = r#"
+revoke(ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
+local id = ARGV[2]
+local h = redis.call('HMGET', skey(id), 'v', 'u')
+unindex(id, h[2])
+if not h[1] then return 0 end
+redis.call('DEL', skey(id))
+return 1
 "#;
 
 /// ARGV: prefix, id. Returns 1 if a session was deleted.

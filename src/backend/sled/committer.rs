@@ -1,36 +1,44 @@
 //! The write-behind committer: a queue of decided writes, and the thread
-//! that applies them to sled in shared transactions.
-//!
-//! # Why a committer
-//!
-//! In sled 0.34 every multi-tree transaction takes a process-wide write lock
-//! and writes out sled's current I/O buffer (`pwrite` + `sync_file_range`),
-//! so transactions run one at a time at the speed of the disk, and each one
-//! left unflushed adds to the cost of the next flush (measured: 1000
-//! unflushed single-session transactions took ~86 ms to flush). So writes go
-//! through one committer thread per store, `sessiondb-commit`, that takes
-//! every write waiting in its queue (up to [`MAX_BATCH`]) and applies them
-//! in one transaction, each with its own outcome: one session's conflict
-//! never aborts another's write. Under concurrency the cost of a
-//! transaction is shared by everyone in the batch, as group commit shares
-//! the `fsync`.
+//! that applies them to sled, in order.
 //!
 //! # Write-behind
 //!
-//! A writer does not wait for the committer either. A write's outcome
-//! (written, conflict, missing) depends only on the `sessions` tree, so the
-//! writer decides it at once, under one lock, against the tree with the
-//! writes still queued laid over it (the [record cache](super::cache)), and
-//! returns. The committer applies the queue in the same order, one
-//! transaction per batch over every tree a write touches, and compares each
-//! outcome with the one the writer was given; a difference or a failed
-//! transaction poisons the store (every later call gets
-//! [`Error::Poisoned`]) rather than let it hold something other than what it
-//! acknowledged. Loads look at the cache before the tree; index reads
-//! (sweeps, per-user queries, scans, check) and flushes first wait for the
-//! queue to drain, so strict mode's flush still covers every write it
-//! acknowledges. At most [`MAX_QUEUED`] writes wait; past that, writers
-//! wait too.
+//! A writer does not wait for sled. A write's outcome (written, conflict,
+//! missing) depends only on the `sessions` tree, so the writer decides it
+//! at once, under one lock, against the tree with the writes still queued
+//! laid over it (the [record cache](super::cache)), and returns. Deciding
+//! it runs the shared write logic of [`ops`] over a [`View`] that records
+//! every change the write makes to any tree, in the order `ops` makes it.
+//! Loads look at the cache before the tree; index reads (sweeps, per-user
+//! queries, scans, check) and flushes first wait for the queue to drain,
+//! so strict mode's flush still covers every write it acknowledges. At
+//! most [`MAX_QUEUED`] writes wait; past that, writers wait too.
+//!
+//! # Ordered writes ([`Apply::Ordered`], the default)
+//!
+//! One thread per store, `sessiondb-commit`, takes every write waiting in
+//! its queue (up to [`MAX_BATCH`]) and makes each write's recorded changes
+//! as plain sled inserts and removes, in order. It is the only writer of
+//! the `sessions`, `expiry` and `users` trees (a repair runs with the
+//! queue drained and held), so nothing can have changed them between a
+//! writer's decision and its application, and it reads nothing. sled puts
+//! every change of every tree in one log, in the order this one thread
+//! makes them, and its recovery keeps a prefix of that log; `ops` orders
+//! each write's changes so that any prefix leaves at most stale index
+//! entries (see the crate docs, "Storage"). The crash and power-cut tests
+//! hold it to that. A failed insert poisons the store (every later call
+//! gets [`Error::Poisoned`]) rather than let it hold something other than
+//! what it acknowledged.
+//!
+//! # Transactions ([`Apply::Transactions`], the first write path)
+//!
+//! Kept for the benchmarks' side-by-side (`Config::write_path_v1`): each
+//! batch is one sled transaction over every tree, re-running each write's
+//! logic inside it and comparing the outcome with the one its writer was
+//! given. In sled 0.34 a multi-tree transaction takes a process-wide write
+//! lock, reads every key it writes, and writes out sled's current I/O
+//! buffers; measured against the ordered path, it costs a create about 3x
+//! (`benches/run.sh`, BENCHMARKS.md).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -64,6 +72,11 @@ pub(super) enum WriteOp {
         expected: Option<u64>,
         record: Framed,
         now_ms: u64,
+    },
+    /// A session under an id fresh from the CSPRNG: written unread.
+    PutNew {
+        id: SessionId,
+        record: Framed,
     },
     Rename {
         old: SessionId,
@@ -115,6 +128,32 @@ struct Request {
     seq: u64,
     /// The outcome its writer was given.
     answered: Outcome,
+    /// The changes to the trees its writer decided on, in the order
+    /// [`ops`] made them: what [`Apply::Ordered`] writes.
+    changes: Vec<Change>,
+}
+
+/// One change to one tree, as decided by a writer.
+#[derive(Debug)]
+enum Change {
+    SetSession(SessionId, Arc<[u8]>),
+    RemoveSession(SessionId),
+    SetExpiry([u8; 40]),
+    RemoveExpiry([u8; 40]),
+    SetUser(Vec<u8>),
+    RemoveUser(Vec<u8>),
+}
+
+/// How the committer applies a batch; see the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Apply {
+    /// Each write's changes as plain inserts and removes, in the order its
+    /// writer decided them, from this one thread (the default).
+    Ordered,
+    /// One sled transaction per batch, re-running every write's logic
+    /// inside it and comparing the outcomes (the first write path, kept for
+    /// the benchmarks' side-by-side).
+    Transactions,
 }
 
 /// What the committer found when a batch did not apply as answered.
@@ -175,6 +214,7 @@ impl Shared {
 pub(super) struct Committer {
     shared: Arc<Shared>,
     sessions: sled::Tree,
+    apply: Apply,
     /// `None` once stopped.
     sender: Option<crossbeam_channel::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
@@ -184,6 +224,7 @@ impl Committer {
     /// Starts the thread, with a cache of `cache_bytes`.
     pub fn start(
         trees: WriteTrees,
+        apply: Apply,
         cache_bytes: usize,
         poison: Arc<Poison>,
         meter: Arc<Meter>,
@@ -207,7 +248,7 @@ impl Committer {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("sessiondb-commit".into())
-                .spawn(move || run(&trees, &receiver, &shared))
+                .spawn(move || run(&trees, apply, &receiver, &shared))
                 .map_err(|source| Error::Thread {
                     name: "sessiondb-commit",
                     source,
@@ -216,6 +257,7 @@ impl Committer {
         Ok(Self {
             shared,
             sessions,
+            apply,
             sender: Some(sender),
             thread: Some(thread),
         })
@@ -277,7 +319,9 @@ impl Committer {
             let view = View {
                 sessions: &self.sessions,
                 cache: &queue.cache,
-                changes: RefCell::new(HashMap::new()),
+                latest: RefCell::new(HashMap::new()),
+                changes: RefCell::new(Vec::new()),
+                lag: self.apply == Apply::Ordered,
             };
             let answered = match run_op(&view, &op) {
                 Ok(answered) => answered,
@@ -288,14 +332,21 @@ impl Committer {
                 }
                 Err(ViewError::Storage(e)) => return Err(e),
             };
+            let latest = view.latest.into_inner();
             let changes = view.changes.into_inner();
             if !changes.is_empty() {
                 queue.issued += 1;
                 let seq = queue.issued;
-                for (id, value) in changes {
-                    queue.cache.record_write(id, seq, value.map(Arc::from));
+                for (id, value) in latest {
+                    queue.cache.record_write(id, seq, value);
                 }
-                if sender.send(Request { op, seq, answered }).is_err() {
+                let request = Request {
+                    op,
+                    seq,
+                    answered,
+                    changes,
+                };
+                if sender.send(request).is_err() {
                     // The thread is gone: it poisoned the store as it went.
                     self.shared.poison.check()?;
                     return Err(self.shared.poison.set(CommitterPanicked.into_error()));
@@ -411,8 +462,13 @@ impl CommitterPanicked {
     }
 }
 
-/// The committer thread: applies the queue, a batch per transaction.
-fn run(trees: &WriteTrees, receiver: &crossbeam_channel::Receiver<Request>, shared: &Shared) {
+/// The committer thread: applies the queue, a batch at a time.
+fn run(
+    trees: &WriteTrees,
+    apply: Apply,
+    receiver: &crossbeam_channel::Receiver<Request>,
+    shared: &Shared,
+) {
     /// If this thread dies (a panic inside sled), writers waiting for it
     /// must get an error, not wait forever.
     struct OnPanic<'a>(&'a Shared);
@@ -443,12 +499,13 @@ fn run(trees: &WriteTrees, receiver: &crossbeam_channel::Receiver<Request>, shar
         #[cfg(not(test))]
         let injected = false;
         let started = std::time::Instant::now();
-        let result = match injected {
-            true => Err(Error::Storage("an injected batch failure".into())),
-            false => trees.transaction(|txn| {
+        let result = match (injected, apply) {
+            (true, _) => Err(Error::Storage("an injected batch failure".into())),
+            (false, Apply::Ordered) => apply_ordered(trees, &batch),
+            (false, Apply::Transactions) => trees.transaction(|txn| {
                 let mut out = Vec::with_capacity(batch.len());
                 for request in &batch {
-                    out.push(apply(txn, &request.op)?);
+                    out.push(apply_in(txn, &request.op)?);
                 }
                 Ok(out)
             }),
@@ -514,6 +571,7 @@ fn run_op<T: Trees>(t: &T, op: &WriteOp) -> std::result::Result<Outcome, T::Erro
             record,
             now_ms,
         } => ops::put(t, id, *expected, &record.as_new(), *now_ms),
+        WriteOp::PutNew { id, record } => ops::put_new(t, id, &record.as_new()),
         WriteOp::Rename {
             old,
             expected,
@@ -529,18 +587,48 @@ fn run_op<T: Trees>(t: &T, op: &WriteOp) -> std::result::Result<Outcome, T::Erro
 }
 
 /// Applies one write inside the batch's transaction.
-fn apply(txn: &Txn<'_>, op: &WriteOp) -> Result<Result<Outcome>, UnabortableTransactionError> {
+fn apply_in(txn: &Txn<'_>, op: &WriteOp) -> Result<Result<Outcome>, UnabortableTransactionError> {
     TxError::split(run_op(txn, op))
 }
 
+/// Applies a batch as plain inserts and removes, each write's changes in
+/// the order its writer decided them. sled gives every change a place in
+/// one log shared by all trees, in the order this one thread makes them,
+/// and its recovery keeps a prefix of that log; [`ops`] orders each write's
+/// changes so that any prefix leaves at most stale index entries. The
+/// writers' outcomes stand as answered: this thread is the trees' only
+/// writer, so nothing can have changed them since.
+fn apply_ordered(trees: &WriteTrees, batch: &[Request]) -> Result<Vec<Result<Outcome>>> {
+    for request in batch {
+        for change in &request.changes {
+            let done = match change {
+                Change::SetSession(id, value) => {
+                    trees.sessions.insert(id.as_bytes(), &value[..]).map(drop)
+                }
+                Change::RemoveSession(id) => trees.sessions.remove(id.as_bytes()).map(drop),
+                Change::SetExpiry(key) => trees.expiry.insert(key, &[][..]).map(drop),
+                Change::RemoveExpiry(key) => trees.expiry.remove(key).map(drop),
+                Change::SetUser(key) => trees.users.insert(&key[..], &[][..]).map(drop),
+                Change::RemoveUser(key) => trees.users.remove(&key[..]).map(drop),
+            };
+            done.map_err(storage)?;
+        }
+    }
+    Ok(batch.iter().map(|r| Ok(r.answered)).collect())
+}
+
 /// The trees as a queued write would find them: the `sessions` tree with
-/// the queued writes and this write's own changes laid over it. Index
-/// changes are the committer's business.
+/// the queued writes and this write's own changes laid over it. It
+/// records every change the write makes, index entries included, in order.
 struct View<'a> {
     sessions: &'a sled::Tree,
     cache: &'a RecordCache,
-    /// This write's own changes, by session.
-    changes: RefCell<HashMap<SessionId, Option<Vec<u8>>>>,
+    /// This write's own changes, by session: the newest value of each.
+    latest: RefCell<HashMap<SessionId, Option<Arc<[u8]>>>>,
+    /// This write's changes to every tree, in the order it made them.
+    changes: RefCell<Vec<Change>>,
+    /// Whether expiry entries may lag ([`Apply::Ordered`]).
+    lag: bool,
 }
 
 enum ViewError {
@@ -556,8 +644,8 @@ impl Trees for View<'_> {
         ViewError::Op(e)
     }
     fn session(&self, id: &SessionId) -> std::result::Result<Option<Vec<u8>>, ViewError> {
-        if let Some(v) = self.changes.borrow().get(id) {
-            return Ok(v.clone());
+        if let Some(v) = self.latest.borrow().get(id) {
+            return Ok(v.as_deref().map(<[u8]>::to_vec));
         }
         if let Some(v) = self.cache.peek(id) {
             return Ok(v.map(<[u8]>::to_vec));
@@ -568,23 +656,32 @@ impl Trees for View<'_> {
             .map_err(|e| ViewError::Storage(storage(e)))
     }
     fn set_session(&self, id: &SessionId, value: &[u8]) -> std::result::Result<(), ViewError> {
-        self.changes.borrow_mut().insert(*id, Some(value.to_vec()));
+        let value: Arc<[u8]> = Arc::from(value);
+        self.latest.borrow_mut().insert(*id, Some(value.clone()));
+        self.changes
+            .borrow_mut()
+            .push(Change::SetSession(*id, value));
         Ok(())
     }
     fn remove_session(&self, id: &SessionId) -> std::result::Result<(), ViewError> {
-        self.changes.borrow_mut().insert(*id, None);
+        self.latest.borrow_mut().insert(*id, None);
+        self.changes.borrow_mut().push(Change::RemoveSession(*id));
         Ok(())
     }
-    fn set_expiry(&self, _: [u8; 40]) -> std::result::Result<(), ViewError> {
+    fn set_expiry(&self, key: [u8; 40]) -> std::result::Result<(), ViewError> {
+        self.changes.borrow_mut().push(Change::SetExpiry(key));
         Ok(())
     }
-    fn remove_expiry(&self, _: [u8; 40]) -> std::result::Result<(), ViewError> {
+    fn remove_expiry(&self, key: [u8; 40]) -> std::result::Result<(), ViewError> {
+        self.changes.borrow_mut().push(Change::RemoveExpiry(key));
         Ok(())
     }
-    fn set_user(&self, _: Vec<u8>) -> std::result::Result<(), ViewError> {
+    fn set_user(&self, key: Vec<u8>) -> std::result::Result<(), ViewError> {
+        self.changes.borrow_mut().push(Change::SetUser(key));
         Ok(())
     }
-    fn remove_user(&self, _: Vec<u8>) -> std::result::Result<(), ViewError> {
+    fn remove_user(&self, key: Vec<u8>) -> std::result::Result<(), ViewError> {
+        self.changes.borrow_mut().push(Change::RemoveUser(key));
         Ok(())
     }
     fn remove_raw(&self, _: Tree, _: &[u8]) -> std::result::Result<(), ViewError> {
@@ -595,5 +692,8 @@ impl Trees for View<'_> {
     }
     fn quarantine(&self, _: &[u8], _: &[u8]) -> std::result::Result<(), ViewError> {
         Ok(())
+    }
+    fn may_lag(&self) -> bool {
+        self.lag
     }
 }

@@ -15,15 +15,18 @@
 //!
 //!   tree        key                                    value
 //!   sessions    session id (32 bytes)                  record (see `record`)
-//!   expiry      expires_at ms u64 BE ++ session id     empty
+//!   expiry      indexed_at ms u64 BE ++ session id     empty (the record's
+//!               entry, at or before its expiry)
 //!   users       user len u16 BE ++ user (UTF-8) ++ id  empty
 //!   quarantine  key of a record that did not decode    its bytes, as found
 //!   revoked     `k` ++ key                             at ms u64 BE ++ until ms u64 BE
 //!               `t` ++ until ms u64 BE ++ key          empty (revocations in time order)
 //! ```
 //!
-//! Every change that touches more than one of `sessions`, `expiry`, `users`
-//! and `quarantine` is one sled transaction over them. `revoked` holds what
+//! The `committer` thread applies every write to `sessions`, `expiry` and
+//! `users` as ordered plain inserts and removes (see its docs, and the
+//! invariants in the crate docs); a repair (`fix`) is one sled transaction
+//! over the four trees. `revoked` holds what
 //! logouts revoked (see [`Backend::revoke`]): the two entries of a
 //! revocation are written in one batch, outside the committer (nothing else
 //! reads them in the same step), and reach disk with the flush that makes
@@ -84,6 +87,7 @@ use crate::metrics::Meter;
 use crate::poison::Poison;
 use crate::record::FormatError;
 use crate::token::SessionId;
+pub(crate) use committer::Apply;
 use committer::{Committer, Framed, WriteOp};
 use store_dir::StoreDir;
 use txn::{TxError, WriteTrees};
@@ -118,6 +122,8 @@ pub(crate) struct SledOptions {
     /// The largest record the engine will write (for the warning about
     /// blob files in stores with small segments).
     pub max_record_bytes: usize,
+    /// How the committer applies writes.
+    pub apply: Apply,
 }
 
 /// Sessions in sled trees; see the [module docs](self).
@@ -129,6 +135,7 @@ pub struct SledBackend {
     /// Serialises a revocation's read-modify-write of its two entries.
     revoking: Mutex<()>,
     committer: Committer,
+    apply: Apply,
     /// Shared with the engine: one failure signal for both.
     poison: Arc<Poison>,
     closed: AtomicBool,
@@ -190,6 +197,7 @@ impl SledBackend {
         dir.attach_sled()?;
         let committer = Committer::start(
             trees.clone(),
+            opts.apply,
             opts.session_cache_bytes,
             poison.clone(),
             meter,
@@ -201,6 +209,7 @@ impl SledBackend {
             revoked,
             revoking: Mutex::new(()),
             committer,
+            apply: opts.apply,
             poison,
             closed: AtomicBool::new(false),
         })
@@ -289,6 +298,17 @@ impl Backend for SledBackend {
             expected,
             record: Framed::of(session)?,
             now_ms,
+        })
+    }
+
+    fn put_new(&self, id: &SessionId, session: &Stored, now_ms: u64) -> Result<Outcome> {
+        if self.apply == Apply::Transactions {
+            // The first write path read every id first.
+            return self.put(id, None, session, now_ms);
+        }
+        self.submit_one(WriteOp::PutNew {
+            id: *id,
+            record: Framed::of(session)?,
         })
     }
 
@@ -491,7 +511,21 @@ impl Maintenance for SledBackend {
     fn stats(&self, now_ms: u64) -> Result<BackendStats> {
         self.committer.settle()?;
         let end = keys::expiry(now_ms, &SessionId::from_bytes([0xff; 32]));
-        let expired_pending = self.trees.expiry.range(..=&end[..]).count() as u64;
+        // A due entry may lag behind a session that lives on: count the
+        // sessions that really expired.
+        let mut expired_pending = 0u64;
+        for item in self.trees.expiry.range(..=&end[..]) {
+            let (key, _) = item.map_err(storage)?;
+            let Some((_, id)) = keys::parse_expiry(&key) else {
+                continue;
+            };
+            let value = self.trees.sessions.get(id.as_bytes()).map_err(storage)?;
+            if value.is_some_and(|v| {
+                crate::record::Meta::parse(&v).is_ok_and(|(m, _)| m.expires_at <= now_ms)
+            }) {
+                expired_pending += 1;
+            }
+        }
         let mut users = 0u64;
         let mut last: Option<Vec<u8>> = None;
         for item in self.trees.users.iter() {
@@ -598,6 +632,7 @@ mod tests {
             flush_every_ms: None,
             max_record_bytes: 64 * 1024,
             session_cache_bytes: 1024,
+            apply: Apply::Ordered,
         }
     }
 

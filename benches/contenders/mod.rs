@@ -879,11 +879,23 @@ pub fn record_len() -> usize {
         engine.close().expect("close");
     }
     // The engine's stores use 8 MiB sled segments (src/backend/sled/mod.rs).
-    let db = sled::Config::new()
-        .path(dir.path())
-        .segment_size(8 << 20)
-        .open()
-        .expect("sled");
+    // sled's I/O threads let go of the file's lock a moment after the
+    // engine closed: wait that out, as the engine's own open does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        match sled::Config::new()
+            .path(dir.path())
+            .segment_size(8 << 20)
+            .open()
+        {
+            Ok(db) => break db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("sled: {e}"),
+        }
+    };
     let sessions = db.open_tree("sessions").expect("tree");
     let (_, value) = sessions.first().expect("read").expect("one session");
     value.len()

@@ -13,8 +13,7 @@ pub use options::RedisOptions;
 use options::{GLOB, redact, scrub};
 use repair::{Fix, FixError};
 use scripts::{
-    DELETE, DELETE_IF_EXPIRED, DELETE_REVOKING, GET_TOUCHING, LIB, PUT, RENAME, RENAME_REVOKING,
-    REVOKE,
+    DELETE, DELETE_IF_EXPIRED, GET_TOUCHING, LIB, PUT, RENAME, REVOKE, REVOKING_ID, REVOKING_OLD,
 };
 
 use std::sync::Mutex;
@@ -192,8 +191,8 @@ impl RedisBackend {
             rename: script(RENAME),
             delete: script(DELETE),
             delete_if_expired: script(DELETE_IF_EXPIRED),
-            rename_revoking: script(RENAME_REVOKING),
-            delete_revoking: script(DELETE_REVOKING),
+            rename_revoking: script(&format!("{REVOKING_OLD}\n{RENAME}")),
+            delete_revoking: script(&format!("{REVOKING_ID}\n{DELETE}")),
             revoke: Script::new(REVOKE),
             get_touching: script(GET_TOUCHING),
         };

@@ -127,33 +127,17 @@ write(new, ARGV[6], ARGV[7], ARGV[8], ARGV[9], now, ARGV[10], ARGV[11], ARGV[12]
 return 'written'
 "#;
 
-/// ARGV: prefix, now, old, expected, new, d, v, u, e, l, i, a, then the
-/// old id's revocation: its key ('' = none), at, until. RENAME, with the
-/// revocation recorded first, whatever the rename finds: one round trip
-/// for an id change.
-pub(super) const RENAME_REVOKING: &str = r#"
+/// Put before RENAME: ARGV 13 to 15 are the old id's revocation, its key
+/// ('' = none), at, until; it is recorded first, whatever the rename
+/// finds: one round trip for an id change.
+pub(super) const REVOKING_OLD: &str = r#"
 if ARGV[13] ~= '' then revoke(ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15])) end
-local now, old, expected, new = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
-local h = redis.call('HMGET', skey(old), 'v', 'u', 'e')
-if not h[1] or tonumber(h[3]) <= now then return 'missing' end
-if h[1] ~= expected or redis.call('EXISTS', skey(new)) == 1 then return 'conflict' end
-unindex(old, h[2])
-redis.call('DEL', skey(old))
-write(new, ARGV[6], ARGV[7], ARGV[8], ARGV[9], now, ARGV[10], ARGV[11], ARGV[12])
-return 'written'
 "#;
 
-/// ARGV: prefix, id, the revocation's key, at, until. Records the
-/// revocation, then deletes as DELETE does: one round trip for a logout.
-/// Returns 1 if a session was deleted.
-pub(super) const DELETE_REVOKING: &str = r#"
+/// Put before DELETE: ARGV 3 to 5 are a revocation (key, at, until),
+/// recorded first: one round trip for a logout.
+pub(super) const REVOKING_ID: &str = r#"
 revoke(ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
-local id = ARGV[2]
-local h = redis.call('HMGET', skey(id), 'v', 'u')
-unindex(id, h[2])
-if not h[1] then return 0 end
-redis.call('DEL', skey(id))
-return 1
 "#;
 
 /// ARGV: prefix, id. Returns 1 if a session was deleted.
